@@ -1,0 +1,220 @@
+"""Spiking neuron models, vectorised over [batch, neurons], stepped with a fixed dt (ms).
+
+Every model takes its input as a *drive* in units of its nominal rheobase: drive 1.0 is the
+smallest constant input that makes a neuron with the nominal parameters fire. The temporal
+filters upstream therefore set each afferent's threshold in kPa, and swapping the spiking model
+keeps thresholds where they were. Per-neuron parameter variability is applied around the
+nominal values (the drive scale stays nominal, so variability really moves thresholds).
+
+All models share the loop in `SpikingModel.run`: Ornstein-Uhlenbeck input noise, an absolute
+refractory period (membrane held at reset), spike detection and reset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from sensoryforge.params import param
+
+
+@dataclass
+class IzhikevichParams:
+    a: float = param(0.02, "1/ms", ">0", "recovery time scale")
+    b: float = param(0.2, "", "0..4.9", "recovery sensitivity to v")
+    c: float = param(-65.0, "mV", None, "reset potential")
+    d: float = param(8.0, "", ">=0", "recovery jump after a spike (adaptation)")
+    v_peak: float = param(30.0, "mV", None, "spike cut-off")
+
+
+@dataclass
+class LIFParams:
+    tau_m: float = param(10.0, "ms", ">0", "membrane time constant")
+    v_rest: float = param(-65.0, "mV", None, "resting potential")
+    v_threshold: float = param(-50.0, "mV", None, "firing threshold")
+    v_reset: float = param(-65.0, "mV", None, "reset potential")
+    resistance: float = param(10.0, "MOhm", ">0", "membrane resistance (input current in nA)")
+
+
+@dataclass
+class AdExParams:
+    C: float = param(281.0, "pF", ">0", "membrane capacitance")
+    g_L: float = param(30.0, "nS", ">0", "leak conductance")
+    E_L: float = param(-70.6, "mV", None, "leak reversal")
+    V_T: float = param(-50.4, "mV", None, "threshold slope factor position")
+    delta_T: float = param(2.0, "mV", ">0", "sharpness of the exponential")
+    tau_w: float = param(144.0, "ms", ">0", "adaptation time constant")
+    a: float = param(4.0, "nS", ">=0", "subthreshold adaptation")
+    b: float = param(80.5, "pA", ">=0", "spike-triggered adaptation")
+    V_reset: float = param(-70.6, "mV", None, "reset potential")
+    V_peak: float = param(0.0, "mV", None, "spike cut-off")
+
+
+class SpikingModel:
+    """Base: per-neuron parameters as [N] tensors; subclasses give the dynamics."""
+
+    name = ""
+    params_cls: type = object
+    varied: tuple[str, ...] = ()  # parameters that get per-neuron variability
+
+    def __init__(self, p: dict[str, torch.Tensor], dt: float):
+        self.p, self.dt = p, dt
+
+    @staticmethod
+    def rheobase(p) -> float:
+        raise NotImplementedError
+
+    def init_state(self, batch: int) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def advance(self, s: list[torch.Tensor], current: torch.Tensor) -> list[torch.Tensor]:
+        """One Euler step without spikes; s[0] is the membrane potential."""
+        raise NotImplementedError
+
+    def reset(self, s: list[torch.Tensor], spike: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    v_reset_key = ""
+    v_peak_key = ""
+
+    def run(
+        self,
+        drive: torch.Tensor,
+        noise: torch.Tensor | None,
+        scale: torch.Tensor,
+        noise_std: torch.Tensor,
+        noise_tau: torch.Tensor,
+        refractory_steps: torch.Tensor,
+        record_voltage: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """drive, noise: [B, T, N] (drive in rheobase units, noise standard normal).
+
+        Returns spikes [B, T, N] (bool) and, if asked, the membrane potential [B, T, N].
+        """
+        B, T, N = drive.shape
+        s = self.init_state(B)
+        v_reset, v_peak = self.p[self.v_reset_key], self.p[self.v_peak_key]
+        spikes = torch.zeros(B, T, N, dtype=torch.bool, device=drive.device)
+        volts = torch.empty_like(drive) if record_voltage else None
+        last = torch.full((B, N), -(10**9), dtype=torch.long, device=drive.device)
+        # OU noise: stationary std noise_std, correlation time noise_tau
+        decay = torch.exp(-self.dt / noise_tau)
+        kick = noise_std * torch.sqrt(1 - decay**2)
+        ou = noise[:, 0] * noise_std if noise is not None else None
+        for t in range(T):
+            i_t = drive[:, t] if ou is None else drive[:, t] + ou
+            s = self.advance(s, i_t * scale)
+            held = (t - last) < refractory_steps
+            s[0] = torch.where(held, v_reset, s[0])
+            spike = s[0] >= v_peak
+            s = self.reset(s, spike)
+            last = torch.where(spike, t, last)
+            spikes[:, t] = spike
+            if volts is not None:
+                volts[:, t] = s[0]
+            if ou is not None and t + 1 < T:
+                ou = ou * decay + noise[:, t + 1] * kick
+        return spikes, volts
+
+
+class Izhikevich(SpikingModel):
+    """Izhikevich (2003): v' = 0.04 v^2 + 5 v + 140 - u + I, u' = a (b v - u)."""
+
+    name, params_cls, varied = "izhikevich", IzhikevichParams, ("a", "d")
+    v_reset_key, v_peak_key = "c", "v_peak"
+
+    @staticmethod
+    def rheobase(p) -> float:
+        # saddle-node of the fixed points v = u / b: discriminant of 0.04 v^2 + (5 - b) v + 140 + I
+        return (5 - p.b) ** 2 / 0.16 - 140
+
+    def init_state(self, batch):
+        v0 = self.p["c"].expand(batch, -1).clone()
+        # start at the resting fixed point when it exists, else at c
+        b = self.p["b"]
+        disc = ((5 - b) ** 2 - 0.16 * 140).clamp_min(0)
+        v_rest = (-(5 - b) - disc.sqrt()) / 0.08
+        v0 = torch.where(disc > 0, v_rest, v0).expand(batch, -1).clone()
+        return [v0, (b * v0).clone()]
+
+    def advance(self, s, current):
+        v, u = s
+        p, dt = self.p, self.dt
+        v_new = v + dt * (0.04 * v * v + 5 * v + 140 - u + current)
+        u_new = u + dt * p["a"] * (p["b"] * v - u)
+        return [v_new, u_new]
+
+    def reset(self, s, spike):
+        return [torch.where(spike, self.p["c"], s[0]), torch.where(spike, s[1] + self.p["d"], s[1])]
+
+
+class LIF(SpikingModel):
+    """Leaky integrate-and-fire, integrated exactly over each step for piecewise-constant input."""
+
+    name, params_cls, varied = "lif", LIFParams, ("tau_m", "resistance")
+    v_reset_key, v_peak_key = "v_reset", "v_threshold"
+
+    @staticmethod
+    def rheobase(p) -> float:
+        return (p.v_threshold - p.v_rest) / p.resistance
+
+    def init_state(self, batch):
+        return [self.p["v_rest"].expand(batch, -1).clone()]
+
+    def advance(self, s, current):
+        p = self.p
+        v_inf = p["v_rest"] + p["resistance"] * current
+        return [v_inf + (s[0] - v_inf) * torch.exp(-self.dt / p["tau_m"])]
+
+    def reset(self, s, spike):
+        return [torch.where(spike, self.p["v_reset"], s[0])]
+
+
+class AdEx(SpikingModel):
+    """Adaptive exponential integrate-and-fire (Brette & Gerstner 2005); current in pA."""
+
+    name, params_cls, varied = "adex", AdExParams, ("C", "g_L", "tau_w", "a", "b")
+    v_reset_key, v_peak_key = "V_reset", "V_peak"
+
+    @staticmethod
+    def rheobase(p) -> float:
+        # saddle-node including subthreshold adaptation a (steady state w = a (V - E_L))
+        g = p.g_L + p.a
+        return g * (p.V_T - p.E_L - p.delta_T + p.delta_T * math.log(g / p.g_L))
+
+    def init_state(self, batch):
+        v = self.p["E_L"].expand(batch, -1).clone()
+        return [v, torch.zeros_like(v)]
+
+    def advance(self, s, current):
+        v, w = s
+        p, dt = self.p, self.dt
+        # v < V_peak here (it was reset), so the exponential cannot overflow
+        spike_current = p["g_L"] * p["delta_T"] * torch.exp((v - p["V_T"]) / p["delta_T"])
+        v_new = v + dt / p["C"] * (-p["g_L"] * (v - p["E_L"]) + spike_current - w + current)
+        w_new = w + dt / p["tau_w"] * (p["a"] * (v - p["E_L"]) - w)
+        return [v_new, w_new]
+
+    def reset(self, s, spike):
+        return [torch.where(spike, self.p["V_reset"], s[0]), torch.where(spike, s[1] + self.p["b"], s[1])]
+
+
+MODELS: dict[str, type[SpikingModel]] = {m.name: m for m in (Izhikevich, LIF, AdEx)}
+
+
+def per_neuron(
+    model: type[SpikingModel], p, n: int, variability: float, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Parameter vectors [n] in float64: nominal values, the `varied` ones jittered by a factor
+    1 + variability * N(0, 1), clipped to [0.5, 1.5] so signs and orders never flip."""
+    out = {}
+    for f in dataclasses.fields(model.params_cls):
+        value = torch.full((n,), float(getattr(p, f.name)), dtype=torch.float64)
+        if f.name in model.varied and variability > 0:
+            factor = 1 + variability * torch.randn(n, generator=gen, dtype=torch.float64)
+            value = value * factor.clamp(0.5, 1.5)
+        out[f.name] = value
+    return out

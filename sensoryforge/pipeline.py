@@ -1,0 +1,293 @@
+"""The afferent pipeline in torch, batched over stimuli.
+
+stimulus factors -> innervation (each afferent pools receptors of its receptive field)
+-> temporal filter per class -> seeded input noise -> spiking model -> spikes [B, T, N].
+
+Every step that mixes numbers within a stimulus (projection, filtering, noise) runs per stimulus,
+and the spiking loop is elementwise, so a stimulus gives bit-identical spikes whatever else
+shares its batch: results never depend on chunking, order, launcher or resume.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sensoryforge.config import POPULATIONS
+from sensoryforge.neurons import MODELS, per_neuron
+from sensoryforge.params import ConfigError
+from sensoryforge.stimuli import Stimulus
+
+# bytes of working memory per (stimulus x step x afferent) in the spiking loop: drive, noise,
+# spikes and temporaries; used to size automatic batches.
+BYTES_PER_ELEMENT = 14
+AUTO_BATCH_BYTES = 256 * 2**20
+
+
+def noise_seed(seed: int, repetition: int) -> int:
+    """The trial's noise seed: a hash of (seed, repetition), so seeds never collide across them."""
+    return int(np.random.SeedSequence([int(seed), int(repetition)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("pipeline.device=cuda: CUDA is not available here; allowed: cpu, auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("pipeline.device=mps: MPS is not available here; allowed: cpu, auto")
+    return torch.device(name)
+
+
+@dataclass
+class Grid:
+    size: int
+    spacing: float
+
+    @property
+    def extent(self) -> float:
+        """Side of the square patch (mm); receptors sit at cell centres."""
+        return self.size * self.spacing
+
+    def coords(self, dtype=torch.float64, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y [H, W] in mm, centred on 0; rows run along y, columns along x."""
+        c = (torch.arange(self.size, dtype=dtype, device=device) - (self.size - 1) / 2) * self.spacing
+        y, x = torch.meshgrid(c, c, indexing="ij")
+        return x, y
+
+
+def afferent_positions(n: int, extent: float, jitter: float, gen: torch.Generator) -> torch.Tensor:
+    """n positions [n, 2] (mm) on a jittered square lattice filling the patch; when n is not a
+    square, a seeded choice of lattice cells is left empty."""
+    if n == 0:
+        return torch.zeros(0, 2, dtype=torch.float64)
+    side = math.ceil(math.sqrt(n))
+    step = extent / side
+    cells = torch.randperm(side * side, generator=gen)[:n].sort().values
+    rows, cols = cells // side, cells % side
+    centre = (torch.stack([cols, rows], 1).to(torch.float64) + 0.5) * step - extent / 2
+    offset = (torch.rand(n, 2, generator=gen, dtype=torch.float64) - 0.5) * jitter * step
+    return centre + offset
+
+
+def innervation(
+    pos: torch.Tensor, grid: Grid, sigma: float, p_centre: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Sparse receptive fields [n, H*W] (CSR, float64, rows sum to 1).
+
+    A receptor at distance d from the afferent is connected with probability
+    p_centre * exp(-d^2 / 2 sigma^2), with a weight uniform in [0.5, 1]; hot spots and irregular
+    borders follow, as in real fields. An afferent left with no receptor takes its nearest one.
+    """
+    n, g = pos.shape[0], grid.size
+    reach = min(math.ceil(3 * sigma / grid.spacing), g)
+    off = torch.arange(-reach, reach + 1)
+    oy, ox = torch.meshgrid(off, off, indexing="ij")
+    oy, ox = oy.reshape(-1), ox.reshape(-1)
+    half = (g - 1) / 2
+    rows, cols, vals = [], [], []
+    for start in range(0, n, 512):  # bounded memory for large populations
+        p = pos[start : start + 512]
+        ci = torch.round(p[:, 1] / grid.spacing + half).long().clamp(0, g - 1)
+        cj = torch.round(p[:, 0] / grid.spacing + half).long().clamp(0, g - 1)
+        ii, jj = ci[:, None] + oy[None], cj[:, None] + ox[None]
+        inside = (ii >= 0) & (ii < g) & (jj >= 0) & (jj < g)
+        d2 = ((jj - half) * grid.spacing - p[:, :1]) ** 2 + ((ii - half) * grid.spacing - p[:, 1:]) ** 2
+        prob = p_centre * torch.exp(-d2 / (2 * sigma**2))
+        u = torch.rand(prob.shape, generator=gen, dtype=torch.float64)
+        w = 0.5 + 0.5 * torch.rand(prob.shape, generator=gen, dtype=torch.float64)
+        keep = inside & (u < prob)
+        # afferents with no receptor take the nearest one
+        empty = ~keep.any(1)
+        if empty.any():
+            nearest = torch.where(inside, d2, torch.inf).argmin(1)
+            keep[empty, nearest[empty]] = True
+        a, k = keep.nonzero(as_tuple=True)
+        rows.append(a + start)
+        cols.append(ii[a, k] * g + jj[a, k])
+        vals.append(w[a, k])
+    rows_t, cols_t, vals_t = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, rows_t, vals_t)
+    vals_t = vals_t / sums[rows_t]
+    coo = torch.sparse_coo_tensor(torch.stack([rows_t, cols_t]), vals_t, (n, g * g)).coalesce()
+    return coo.to_sparse_csr()
+
+
+def lowpass_response(tau: float, dt: float, n: int) -> np.ndarray:
+    """Impulse response of y[t] = a y[t-1] + (1 - a) x[t], a = exp(-dt/tau) (unit DC gain)."""
+    a = math.exp(-dt / tau)
+    return (1 - a) * a ** np.arange(n, dtype=np.float64)
+
+
+def velocity_response(tau: float, dt: float, n: int) -> np.ndarray:
+    """tau * d/dt of two cascaded low-passes: a band-pass with gain tau*omega/(1+(tau*omega)^2)."""
+    a = math.exp(-dt / tau)
+    m = np.arange(n, dtype=np.float64)
+    g = (1 - a) ** 2 * (m + 1) * a**m
+    return tau / dt * np.diff(g, prepend=0.0)
+
+
+@dataclass
+class Population:
+    name: str
+    count: int
+    offset: int  # first column in the concatenated afferent axis
+    positions: torch.Tensor  # [n, 2] mm
+    weights: torch.Tensor  # [n, H*W] sparse CSR on device
+    cfg: object
+
+
+@dataclass
+class BatchResult:
+    spikes: dict[str, torch.Tensor]  # population -> [B, T, N] bool
+    drive: dict[str, torch.Tensor] = field(default_factory=dict)  # [B, T, N], rheobase units
+    voltage: dict[str, torch.Tensor] = field(default_factory=dict)  # [B, T, N]
+    factors: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+class Simulator:
+    """A patch of skin with its afferent populations, built once from (pipeline, neurons)."""
+
+    def __init__(self, pipeline, neurons):
+        self.cfg_pipeline, self.cfg_neurons = pipeline, neurons
+        self.device = resolve_device(pipeline.device)
+        self.dtype = getattr(torch, pipeline.dtype)
+        self.dt = float(pipeline.dt)
+        self.steps = max(1, round(pipeline.duration / pipeline.dt))
+        self.grid = Grid(int(pipeline.grid_size), float(pipeline.spacing))
+        self.times = torch.arange(self.steps, dtype=torch.float64) * self.dt  # ms
+        self.x, self.y = self.grid.coords()
+        self.populations: list[Population] = []
+        offset = 0
+        for i, name in enumerate(POPULATIONS):
+            pc = getattr(neurons, name)
+            gen = torch.Generator().manual_seed(noise_seed(pipeline.seed, 1000 + i))
+            pos = afferent_positions(pc.count, self.grid.extent, pc.jitter, gen)
+            w = innervation(pos, self.grid, pc.rf_sigma, pc.innervation, gen)
+            w = w.to(device=self.device, dtype=self.dtype)
+            self.populations.append(Population(name, pc.count, offset, pos, w, pc))
+            offset += pc.count
+        self.n_total = offset
+        self._build_filters()
+        self._build_models()
+
+    # -- filters ---------------------------------------------------------------------------
+    def _build_filters(self) -> None:
+        self.nfft = 1 << (2 * self.steps - 1).bit_length()
+        cache: dict[tuple, torch.Tensor] = {}
+
+        def transfer(kind: str, tau: float) -> torch.Tensor:
+            if (kind, tau) not in cache:
+                fn = lowpass_response if kind == "lp" else velocity_response
+                h = torch.from_numpy(fn(tau, self.dt, self.steps))
+                cache[(kind, tau)] = torch.fft.rfft(h, n=self.nfft).to(self.device)
+            return cache[(kind, tau)]
+
+        self.transfer = {
+            p.name: (transfer("lp", p.cfg.filter.tau_static), transfer("vel", p.cfg.filter.tau_dynamic))
+            for p in self.populations
+        }
+
+    # -- spiking models --------------------------------------------------------------------
+    def _build_models(self) -> None:
+        self.groups = []  # (model, columns, per-neuron tensors)
+        for model_name, model_cls in MODELS.items():
+            pops = [p for p in self.populations if p.cfg.model == model_name and p.count > 0]
+            if not pops:
+                continue
+            params, scale, nstd, ntau, refr, cols = [], [], [], [], [], []
+            for p in pops:
+                i = POPULATIONS.index(p.name)
+                gen = torch.Generator().manual_seed(noise_seed(self.cfg_pipeline.seed, 2000 + i))
+                mp = getattr(p.cfg, model_name)
+                params.append(per_neuron(model_cls, mp, p.count, p.cfg.variability, gen))
+                n = p.count
+                scale.append(torch.full((n,), model_cls.rheobase(mp), dtype=torch.float64))
+                nstd.append(torch.full((n,), p.cfg.noise_std, dtype=torch.float64))
+                ntau.append(torch.full((n,), p.cfg.noise_tau, dtype=torch.float64))
+                refr.append(torch.full((n,), round(p.cfg.refractory / self.dt), dtype=torch.long))
+                cols.append(torch.arange(p.offset, p.offset + n))
+            dev = dict(device=self.device, dtype=self.dtype)
+            merged = {k: torch.cat([d[k] for d in params]).to(**dev) for k in params[0]}
+            model = model_cls(merged, self.dt)
+            extras = dict(
+                scale=torch.cat(scale).to(**dev),
+                noise_std=torch.cat(nstd).to(**dev),
+                noise_tau=torch.cat(ntau).to(**dev),
+                refractory_steps=torch.cat(refr).to(self.device),
+            )
+            self.groups.append((model, torch.cat(cols).to(self.device), extras))
+        self.has_noise = any(p.cfg.noise_std > 0 for p in self.populations if p.count > 0)
+
+    # -- simulation ------------------------------------------------------------------------
+    def auto_batch(self) -> int:
+        per_stim = self.steps * max(self.n_total, 1) * BYTES_PER_ELEMENT
+        return max(1, min(256, AUTO_BATCH_BYTES // per_stim))
+
+    def factors(self, stim: Stimulus) -> tuple[torch.Tensor, torch.Tensor]:
+        spatial, temporal = stim.factors(self.x, self.y, self.times)
+        return spatial.to(self.device, self.dtype), temporal.to(self.device, self.dtype)
+
+    def drive(self, stim: Stimulus) -> tuple[torch.Tensor, tuple]:
+        """Filtered drive [T, N_total] (rheobase units) for one stimulus, and its factors."""
+        spatial, temporal = self.factors(stim)
+        flat = spatial.reshape(spatial.shape[0], -1)  # [K, H*W]
+        spectrum = torch.fft.rfft(temporal.T.to(torch.float64), n=self.nfft)  # [K, F]
+        out = torch.empty(self.steps, self.n_total, device=self.device, dtype=self.dtype)
+        for p in self.populations:
+            if p.count == 0:
+                continue
+            f = p.cfg.filter
+            coef = (p.weights @ flat.T).T  # [K, n]: pooled kPa per unit of each factor
+            lp, vel = self.transfer[p.name]
+            d = torch.zeros(self.steps, p.count, device=self.device, dtype=self.dtype)
+            if f.w_static > 0:
+                s = torch.fft.irfft(spectrum * lp, n=self.nfft)[:, : self.steps].to(self.dtype)
+                d += f.w_static * (s.T @ coef)
+            if f.w_on > 0 or f.w_off > 0:
+                v = torch.fft.irfft(spectrum * vel, n=self.nfft)[:, : self.steps].to(self.dtype)
+                v = v.T @ coef
+                d += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
+            out[:, p.offset : p.offset + p.count] = p.cfg.gain * d + p.cfg.bias
+        return out, (spatial, temporal)
+
+    def noise(self, seed: int) -> torch.Tensor:
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        return torch.randn(self.steps, self.n_total, generator=gen, device=self.device, dtype=self.dtype)
+
+    def run(self, stimuli: list[Stimulus], seeds: list[int], intermediates: bool = False) -> BatchResult:
+        """Simulate a batch: one noise seed per stimulus."""
+        drives, factors = zip(*(self.drive(s) for s in stimuli))
+        drive = torch.stack(drives)
+        noise = torch.stack([self.noise(s) for s in seeds]) if self.has_noise else None
+        B = len(stimuli)
+        spikes = torch.zeros(B, self.steps, self.n_total, dtype=torch.bool, device=self.device)
+        volts = torch.zeros_like(drive) if intermediates else None
+        for model, cols, extras in self.groups:
+            contiguous = bool((cols == torch.arange(int(cols[0]), int(cols[0]) + len(cols), device=cols.device)).all())
+            pick = (lambda a: a[..., int(cols[0]) : int(cols[0]) + len(cols)]) if contiguous else (
+                lambda a: a.index_select(-1, cols)
+            )
+            s, v = model.run(
+                pick(drive),
+                pick(noise) if noise is not None else None,
+                record_voltage=intermediates,
+                **extras,
+            )
+            spikes[..., cols] = s
+            if volts is not None:
+                volts[..., cols] = v
+        res = BatchResult(spikes=self.split(spikes))
+        if intermediates:
+            res.drive, res.voltage, res.factors = self.split(drive), self.split(volts), list(factors)
+        return res
+
+    def split(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {p.name: x[..., p.offset : p.offset + p.count] for p in self.populations}

@@ -1,0 +1,510 @@
+"""Sweeps: from Hydra overrides to a plan of stimuli, chunked into Hydra jobs.
+
+The plan (`sweep_plan.json` in the sweep folder) lists every stimulus of the sweep in a stable
+order (stim_0000, stim_0001, ... as Hydra's basic sweeper orders the Cartesian product, blocks one
+after another), with its sweep point, its per-stimulus values and a fingerprint of everything that
+determines its result. Points that differ only in `stimulus.*`, `seed` and `repetition` share a
+config and are chunked into one Hydra job that simulates them along the batch axis.
+
+Resume: a stimulus whose finished record (job.json) carries the same fingerprint is skipped; the
+rest (unfinished or failed) is chunked anew. Failures are collected from the jobs' records, the
+dataset is built from the successes, and the sweep exits non-zero when anything failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sensoryforge.config import Config, check, to_stimulus
+from sensoryforge.jobs import JOB_FILE, StimSpec, atomic_write_json, build_stimulus, read_job, result_config
+from sensoryforge.params import ConfigError, check_fields, check_value
+
+log = logging.getLogger("sensoryforge")
+
+PLAN_FILE = "sweep_plan.json"
+SEED_KEYS = ("seed", "repetition")
+
+
+def is_stimulus_key(key: str) -> bool:
+    """Keys that vary within one job (along the batch axis)."""
+    return key.startswith("stimulus.") or key in SEED_KEYS
+
+
+@dataclass
+class Point:
+    id: str
+    job: tuple[str, ...]  # overrides composed by the launcher (group choices, other values)
+    values: dict[str, Any]  # per-stimulus values (typed)
+    point: dict[str, str]  # every swept or overridden key of this point -> value as written
+    fingerprint: str = ""
+
+
+# -- expanding the sweep ---------------------------------------------------------------------
+
+
+def _key_values(overrides, loader) -> "OrderedDict[str, tuple[str, bool, list[str]]]":
+    """key -> (key as written, is_group, [value strings]); later overrides replace earlier ones."""
+    out: OrderedDict = OrderedDict()
+    for o in overrides:
+        key = o.key_or_group
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise ConfigError(f"{o.input_line}: interval sweeps need a sweeper such as optuna")
+            vals = list(o.sweep_string_iterator())
+        else:
+            vals = [o.get_value_element_as_str()]
+        group = "/" in key or ("." not in key and bool(loader.get_group_options(key)))
+        out[key] = (o.get_key_element(), group, vals)
+    return out
+
+
+def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> list[Point]:
+    """All points of the sweep, numbered in order."""
+    parser = OverridesParser.create(config_loader=loader)
+
+    def parse(lines: list[str]):
+        try:
+            return parser.parse_overrides(lines)
+        except HydraException as e:
+            raise ConfigError(str(e).strip().splitlines()[0]) from None
+
+    common = parse([f"{k}={v}" for k, v in (params or {}).items()] + list(arguments))
+    raw: list[list[tuple[str, bool, str]]] = []
+    for block in blocks or [{}]:
+        kv = _key_values(parse([f"{k}={v}" for k, v in block.items()]), loader)
+        kv.update(_key_values(common, loader))
+        axes = [[(written, group, v) for v in vals] for written, group, vals in kv.values()]
+        raw.extend(list(p) for p in itertools.product(*axes))
+    width = max(4, len(str(max(len(raw) - 1, 0))))
+    typed: dict[str, Any] = {}  # "key=value" -> parsed value, parsed once per distinct value
+
+    def value(key: str, text: str) -> Any:
+        line = f"{key}={text}"
+        if line not in typed:
+            typed[line] = parse([line])[0].value()
+        return typed[line]
+
+    points = []
+    for i, p in enumerate(raw):
+        job, values, point = [], {}, {}
+        for written, group, v in p:
+            key = written.lstrip("+~")
+            point[key] = v
+            if not group and written == key and is_stimulus_key(key):
+                values[key] = value(key, v)
+            else:
+                job.append(f"{written}={v}")
+        points.append(Point(f"stim_{i:0{width}d}", tuple(job), values, point))
+    return points
+
+
+# -- checking every point before anything runs --------------------------------------------------
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def validate(points: list[Point], compose) -> None:
+    """Composes each distinct job config once, checks every point's values, sets fingerprints.
+
+    `compose(job_overrides)` returns the job's config (the launcher's composition)."""
+    by_job: OrderedDict[tuple, list[Point]] = OrderedDict()
+    for p in points:
+        by_job.setdefault(p.job, []).append(p)
+    for job, pts in by_job.items():
+        try:
+            cfg = compose(list(job))
+        except (HydraException, OmegaConfBaseException) as e:
+            from sensoryforge.preflight import compose_error
+
+            raise compose_error(e) from None
+        check(cfg)
+        base = result_config(cfg)
+        base.pop("stimulus")
+        stim_node = cfg.stimulus
+        base_stim = to_stimulus(stim_node)
+        converted: dict[tuple[str, str], Any] = {}
+        for p in pts:
+            own = {}
+            for key, v in p.values.items():
+                text = p.point[key]
+                if (key, text) not in converted:
+                    converted[(key, text)] = _convert(stim_node, key, v, text)
+                own[key] = converted[(key, text)]
+            p.values = own
+            fields = {k.split(".", 1)[1]: v for k, v in own.items() if k.startswith("stimulus.")}
+            stim = dataclasses.replace(base_stim, **fields)
+            try:
+                check_fields(stim, "stimulus")
+                stim.check(cfg.pipeline.dt, cfg.pipeline.duration)
+            except ConfigError as e:
+                raise ConfigError(f"{p.id}: {e}") from None
+            seed = own.get("seed", cfg.seed)
+            rep = own.get("repetition", cfg.repetition)
+            p.fingerprint = _fingerprint(
+                [base, stim.type_name, stim.params(), seed, rep]
+            )
+
+
+def _convert(stim_node: DictConfig, key: str, value: Any, text: str) -> Any:
+    """The value as the schema types it (e.g. 10 -> 10.0 for a float field), or a ConfigError."""
+    if key in SEED_KEYS:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}={text}: must be an integer")
+        check_value(Config, key, value, key)
+        return value
+    name = key.split(".", 1)[1]
+    if name not in stim_node:
+        from sensoryforge.params import unknown_key
+
+        raise unknown_key("stimulus", name, [str(k) for k in stim_node.keys()])
+    try:
+        merged = OmegaConf.merge(stim_node, {name: value})
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{key}={text}: {str(e).strip().splitlines()[0]}") from None
+    return OmegaConf.to_container(merged)[name]
+
+
+# -- chunks, resume, progress -----------------------------------------------------------------
+
+
+def parallelism(launcher: DictConfig) -> tuple[int, bool]:
+    """(jobs at a time, is a cluster launcher)."""
+    target = str(launcher.get("_target_", ""))
+    if "submitit" in target and "Local" not in target:
+        return int(launcher.get("array_parallelism", 256) or 256), True
+    jobs = launcher.get("n_jobs", None)
+    if jobs is not None:
+        return (os.cpu_count() or 1) if int(jobs) < 0 else max(1, int(jobs)), False
+    return 1, False
+
+
+def chunk_size(n: int, sweeper, launcher: DictConfig) -> int:
+    """sweeper.chunk_size if set; else local launchers get ~4 chunks per worker (load balance and
+    resume points) and cluster launchers one wave of array tasks, within [min, max]_chunk_size."""
+    if sweeper.chunk_size > 0:
+        return int(sweeper.chunk_size)
+    parallel, cluster = parallelism(launcher)
+    size = math.ceil(n / parallel) if cluster else math.ceil(n / (4 * parallel))
+    return max(int(sweeper.min_chunk_size), min(int(sweeper.max_chunk_size), max(size, 1)))
+
+
+def make_chunks(points: list[Point], size: int, sweep_dir: Path) -> "OrderedDict[str, list[Point]]":
+    """Consecutive points of the same job config, `size` at a time. A chunk folder is named after
+    its first and last stimulus; a name whose folder holds a finished record gets a suffix."""
+    chunks: OrderedDict[str, list[Point]] = OrderedDict()
+    for _, grp in itertools.groupby(points, key=lambda p: p.job):
+        grp = list(grp)
+        for i in range(0, len(grp), size):
+            part = grp[i : i + size]
+            name = part[0].id if len(part) == 1 else f"{part[0].id}-{part[-1].id.split('_')[-1]}"
+            unique, k = name, 1
+            while (sweep_dir / unique / JOB_FILE).exists() or unique in chunks:
+                k += 1
+                unique = f"{name}.r{k}"
+            chunks[unique] = part
+    return chunks
+
+
+def finished_records(sweep_dir: Path) -> dict[str, list[dict]]:
+    """stimulus id -> records from every finished job folder (ok ones first)."""
+    out: dict[str, list[dict]] = {}
+    if not sweep_dir.is_dir():
+        return out
+    for job_file in sorted(sweep_dir.glob(f"*/{JOB_FILE}")):
+        job = read_job(job_file.parent)
+        if job is None:
+            continue
+        for rec in job.get("stimuli", []):
+            rec = dict(rec, _dir=job_file.parent.name)
+            out.setdefault(rec["id"], []).append(rec)
+    for recs in out.values():
+        recs.sort(key=lambda r: r["status"] != "ok")
+    return out
+
+
+def split_finished(points: list[Point], sweep_dir: Path) -> tuple[list[Point], list[Point]]:
+    """(finished, to do). A finished stimulus made with another config stops the sweep."""
+    records = finished_records(sweep_dir)
+    done, todo = [], []
+    for p in points:
+        recs = [r for r in records.get(p.id, []) if r["status"] == "ok"]
+        if not recs:
+            todo.append(p)
+        elif recs[0].get("fingerprint") == p.fingerprint:
+            done.append(p)
+        else:
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir}: already holds {p.id} made with another config or sweep; "
+                "use a new hydra.sweep.dir (or delete that folder) to run this sweep"
+            )
+    return done, todo
+
+
+def compact_ids(ids: list[str]) -> str:
+    """stim_0000..stim_0003, stim_0007 style listing."""
+    if not ids:
+        return "none"
+    nums = sorted(int(i.rsplit("_", 1)[1]) for i in ids)
+    width = len(ids[0].rsplit("_", 1)[1])
+    runs, start, prev = [], nums[0], nums[0]
+    for n in nums[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        runs.append(f"stim_{start:0{width}d}" + (f"..stim_{prev:0{width}d}" if prev > start else ""))
+        if n is not None:
+            start = prev = n
+    return ", ".join(runs if len(runs) <= 6 else runs[:3] + ["..."] + runs[-2:])
+
+
+def load_plan(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / PLAN_FILE).read_text())
+
+
+def chunk_specs(cfg: DictConfig, sweep_dir: Path):
+    """The specs of this job's chunk, and a function that prints the sweep's progress line."""
+    plan = load_plan(sweep_dir)
+    entries = {s["id"]: s for s in plan["stimuli"]}
+    specs = []
+    for sid in plan["chunks"][cfg.chunk]:
+        e = entries[sid]
+        v = e["values"]
+        specs.append(
+            StimSpec(
+                sid,
+                build_stimulus(cfg.stimulus, v),
+                int(v.get("seed", cfg.seed)),
+                int(v.get("repetition", cfg.repetition)),
+                e["point"],
+                e["fingerprint"],
+            )
+        )
+
+    def progress(job: dict) -> None:
+        names = list(plan["chunks"])
+        done = sum((sweep_dir / n / JOB_FILE).exists() for n in names)
+        elapsed = time.time() - plan["started"]
+        eta = elapsed / max(done, 1) * (len(names) - done)
+        failed = sum(s["status"] != "ok" for s in job["stimuli"])
+        log.info(
+            "[%d/%d] %s: %d stimuli in %.1f s%s | elapsed %s | ETA %s",
+            done, len(names), cfg.chunk, len(specs), job["runtime_s"],
+            f" ({failed} failed)" if failed else "", _clock(elapsed), _clock(eta),
+        )
+
+    return specs, progress
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def point_of(task_overrides) -> dict[str, str]:
+    """A single run's overrides as a point: key -> value as written."""
+    out = {}
+    for line in task_overrides:
+        key, _, value = str(line).partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith("hydra"):
+            out[key] = value
+    return out
+
+
+# -- estimates (dry run) ------------------------------------------------------------------------
+
+# Measured on the reference 2-core machine (benchmarks/run.py): seconds per stimulus step per
+# afferent in the spiking loop, and per step of a batch (Python and dispatch overhead).
+SEC_PER_ELEMENT_STEP = 6e-9
+SEC_PER_BATCH_STEP = 1.2e-4
+SEC_PER_JOB = 1.0  # Hydra composition, building the population, writing files
+BASE_MEMORY_MB = 450  # python + torch + hydra
+SPIKE_BYTES = 2.5  # compressed bytes per spike on disk (flat int32 indices)
+
+
+def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
+    from sensoryforge.pipeline import BYTES_PER_ELEMENT, AUTO_BATCH_BYTES
+
+    steps = max(1, round(cfg.pipeline.duration / cfg.pipeline.dt))
+    n = sum(getattr(cfg.neurons, p).count for p in ("sa", "ra", "sa2"))
+    per_stim_bytes = steps * max(n, 1) * BYTES_PER_ELEMENT
+    batch = cfg.pipeline.batch_size or max(1, min(256, AUTO_BATCH_BYTES // per_stim_bytes))
+    batch = min(batch, max(1, math.ceil(n_stimuli / max(n_jobs, 1))))
+    per_stim = SEC_PER_ELEMENT_STEP * steps * n + SEC_PER_BATCH_STEP * steps / batch
+    seconds = (n_stimuli * per_stim + n_jobs * SEC_PER_JOB) / max(1, min(parallel, n_jobs))
+    memory = BASE_MEMORY_MB + batch * per_stim_bytes / 2**20
+    spikes = n_stimuli * steps * n * 0.005  # assume 10 Hz per afferent on average
+    disk = spikes * SPIKE_BYTES * 2 / 2**20  # job files + dataset
+    return (
+        f"~{_clock(seconds)} (~{per_stim * 1000:.0f} ms per stimulus, {min(parallel, n_jobs)} job(s) at a time), "
+        f"peak memory ~{memory:.0f} MB per job, disk ~{disk:.0f} MB (at ~10 Hz per afferent)"
+    )
+
+
+def single_dry_run(cfg: DictConfig) -> None:
+    stim = to_stimulus(cfg.stimulus)
+    params = " ".join(f"{k}={v}" for k, v in stim.params().items())
+    print("dry run: nothing simulated, nothing written")
+    print(f"  1 stimulus: {stim.type_name} {params} seed={cfg.seed} repetition={cfg.repetition}")
+    print(f"  estimate: {estimate(cfg, 1, 1, 1)}")
+
+
+# -- the sweep ------------------------------------------------------------------------------------
+
+
+def run_sweep(sweeper, arguments: list[str]) -> Any:
+    """Body of the Hydra sweeper plugin (hydra_plugins/sensoryforge_sweeper)."""
+    from hydra.core.plugins import Plugins
+
+    config, ctx = sweeper.config, sweeper.hydra_context
+    loader = ctx.config_loader
+    t0 = time.time()
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    blocks = list(sweeper.blocks or [])
+    batch = None
+    if config.get("batch_file"):
+        from sensoryforge.batchfile import load_batch_file
+
+        batch = load_batch_file(Path(config.batch_file))
+        blocks = batch.blocks
+        arguments = [a for a in arguments if not a.startswith("batch_file=")]
+    try:
+        points = expand(dict(sweeper.params or {}), blocks, arguments, loader)
+        validate(points, lambda ov: loader.load_sweep_config(config, ov))
+        done, todo = split_finished(points, sweep_dir)
+    except ConfigError as e:
+        print(f"sensoryforge: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    size = chunk_size(len(todo), sweeper, config.hydra.launcher)
+    chunks = make_chunks(todo, size, sweep_dir)
+    parallel, _ = parallelism(config.hydra.launcher)
+    if config.get("dry_run"):
+        print_dry_run(config, points, done, chunks, size, sweep_dir, parallel)
+        return []
+    if done:
+        log.info(
+            "resume: %d of %d stimuli already finished in %s, skipped: %s",
+            len(done), len(points), sweep_dir, compact_ids([p.id for p in done]),
+        )
+    returns = []
+    if chunks:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        plan = {
+            "format": "sensoryforge-plan/1",
+            "started": time.time(),
+            "n_stimuli": len(points),
+            "swept": swept_keys(points),
+            "stimuli": [dataclasses.asdict(p) for p in points],
+            "chunks": {name: [p.id for p in pts] for name, pts in chunks.items()},
+        }
+        atomic_write_json(sweep_dir / PLAN_FILE, plan)
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=ctx, task_function=sweeper.task_function, config=config
+        )
+        log.info("%d stimuli to run in %d jobs of up to %d (%s)", len(todo), len(chunks), size, sweep_dir)
+        overrides = [[*pts[0].job, f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, pts in chunks.items()]
+        try:
+            returns = list(launcher.launch(overrides, initial_job_idx=0))
+        except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
+            log.error("launcher: %s", e)
+        record_lost_jobs(chunks, returns, sweep_dir)
+    fmt = batch.format if batch and batch.format else config.dataset.format
+    name = batch.name if batch and batch.name else config.dataset.name
+    return finish(sweep_dir, points, t0, fmt, name)
+
+
+def record_lost_jobs(chunks, returns, sweep_dir: Path) -> None:
+    """A job that ended without its job.json (crash, kill, cluster failure) gets one that lists
+    its stimuli as failed, with the reason, so the dataset and the exit code account for them."""
+    for i, (name, pts) in enumerate(chunks.items()):
+        job_dir = sweep_dir / name
+        if (job_dir / JOB_FILE).exists():
+            continue
+        reason = "the job ended without writing its results"
+        if i < len(returns) and getattr(returns[i], "status", None) is not None:
+            r = returns[i]
+            if r.status.name == "FAILED":
+                reason = f"{type(r._return_value).__name__}: {r._return_value}"
+        job_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(
+            job_dir / JOB_FILE,
+            {
+                "format": "sensoryforge-job/1",
+                "lost": True,
+                "stimuli": [
+                    {"id": p.id, "point": p.point, "fingerprint": p.fingerprint, "status": "failed", "error": reason}
+                    for p in pts
+                ],
+            },
+        )
+        log.error("%s: %s", name, reason)
+
+
+def swept_keys(points: list[Point]) -> list[str]:
+    keys: OrderedDict[str, set] = OrderedDict()
+    for p in points:
+        for k, v in p.point.items():
+            keys.setdefault(k, set()).add(v)
+    return [k for k, vals in keys.items() if len(vals) > 1]
+
+
+def finish(sweep_dir: Path, points: list[Point], t0: float, fmt: str, name: str | None) -> dict:
+    """Collect failures, build the dataset from the successes, report, exit non-zero on failure."""
+    from sensoryforge.aggregate import aggregate
+
+    records = finished_records(sweep_dir)
+    failed = {}
+    for p in points:
+        recs = records.get(p.id, [])
+        if not recs or recs[0]["status"] != "ok":
+            failed[p.id] = recs[0].get("error", "failed") if recs else "did not run"
+    report = aggregate([sweep_dir], sweep_dir, fmt=fmt, name=name)
+    ok = len(points) - len(failed)
+    log.info(
+        "sweep finished in %s: %d of %d stimuli ok, %d failed; dataset in %s",
+        _clock(time.time() - t0), ok, len(points), len(failed), sweep_dir,
+    )
+    if failed:
+        print(f"{len(failed)} failed stimuli:", file=sys.stderr)
+        for sid, err in failed.items():
+            print(f"  {sid}: {err}", file=sys.stderr)
+        sys.exit(1)
+    return report
+
+
+def print_dry_run(config, points, done, chunks, size, sweep_dir, parallel) -> None:
+    todo = sum(len(c) for c in chunks.values())
+    print("dry run: nothing simulated, nothing written")
+    print(f"  stimuli: {len(points)} ({todo} to run, {len(done)} already finished)")
+    print(f"  jobs: {len(chunks)} (up to {size} stimuli each), {parallel} at a time")
+    for k in swept_keys(points):
+        vals = list(OrderedDict.fromkeys(p.point[k] for p in points if k in p.point))
+        shown = ", ".join(vals[:8]) + (", ..." if len(vals) > 8 else "")
+        print(f"  swept {k}: {shown} ({len(vals)} values)")
+    print(f"  output folder: {sweep_dir}")
+    print("  examples:")
+    for p in points[:3] + (points[-1:] if len(points) > 3 else []):
+        print(f"    {p.id}: " + " ".join(f"{k}={v}" for k, v in p.point.items()))
+    print(f"  estimate: {estimate(config, todo, max(len(chunks), 1), parallel)}")
