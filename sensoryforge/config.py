@@ -8,7 +8,8 @@ of range with one line naming the key and what is allowed (ranges live in `param
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -19,6 +20,7 @@ from sensoryforge.neurons import AdExParams, IzhikevichParams, LIFParams
 from sensoryforge.params import ConfigError, check_fields, param
 
 POPULATIONS = ("sa", "ra", "sa2")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @dataclass
@@ -100,7 +102,7 @@ class OutcomeConfig:
 @dataclass
 class DatasetConfig:
     format: str = param("both", "", "in:both,hdf5,pytorch", "dataset files written when a sweep ends")
-    name: Optional[str] = param(None, "", None, "batch id; default: the sweep folder's name")
+    name: str | None = param(None, "", None, "batch id; default: the sweep folder's name")
 
 
 @dataclass
@@ -113,8 +115,8 @@ class Config:
     seed: int = param(0, "", None, "base seed of the trial noise")
     repetition: int = param(0, "", ">=0", "trial index; the noise seed derives from (seed, repetition)")
     dry_run: bool = param(False, "", None, "print what would run, with estimates; simulate nothing")
-    batch_file: Optional[str] = param(None, "", None, "a batch YAML in the older format, run as a sweep")
-    chunk: Optional[str] = param(None, "", None, "set by the sweeper: which stimuli this job runs")
+    batch_file: str | None = param(None, "", None, "a batch YAML in the older format, run as a sweep")
+    chunk: str | None = param(None, "", None, "set by the sweeper: which stimuli this job runs")
     fail_stimuli: list[str] = param([], "", None, "stimulus ids made to fail on purpose (tests)")
 
 
@@ -154,3 +156,11 @@ def to_stimulus(node: Any) -> _stimuli.Stimulus:
     obj = OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
     check_fields(obj, "stimulus")
     return obj
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The composed config (without the hydra node), as a job sees it, for library use and tests."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="run"):
+        return compose("config", overrides=list(overrides))

@@ -80,43 +80,52 @@ class SpikingModel:
     v_reset_key = ""
     v_peak_key = ""
 
+    def prepare(self, current: torch.Tensor) -> torch.Tensor:
+        """Fold constant terms into the input once, outside the time loop."""
+        return current
+
     def run(
         self,
-        drive: torch.Tensor,
+        current: torch.Tensor,
         noise: torch.Tensor | None,
-        scale: torch.Tensor,
-        noise_std: torch.Tensor,
-        noise_tau: torch.Tensor,
+        noise_sd: torch.Tensor,
+        noise_decay: torch.Tensor,
         refractory_steps: torch.Tensor,
         record_voltage: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """drive, noise: [B, T, N] (drive in rheobase units, noise standard normal).
+        """current: [T, B, N] input in the model's current unit; noise: [T+1, B, N] standard
+        normal (or None), turned into Ornstein-Uhlenbeck input noise of sd `noise_sd` (current
+        unit) and step decay `noise_decay`, started from its stationary law.
 
-        Returns spikes [B, T, N] (bool) and, if asked, the membrane potential [B, T, N].
+        Returns spikes [T, B, N] (bool) and, if asked, the membrane potential [T, B, N].
+        During the refractory period the membrane is held at its reset value.
         """
-        B, T, N = drive.shape
+        T, B, N = current.shape
         s = self.init_state(B)
+        current = self.prepare(current)
         v_reset, v_peak = self.p[self.v_reset_key], self.p[self.v_peak_key]
-        spikes = torch.zeros(B, T, N, dtype=torch.bool, device=drive.device)
-        volts = torch.empty_like(drive) if record_voltage else None
-        last = torch.full((B, N), -(10**9), dtype=torch.long, device=drive.device)
-        # OU noise: stationary std noise_std, correlation time noise_tau
-        decay = torch.exp(-self.dt / noise_tau)
-        kick = noise_std * torch.sqrt(1 - decay**2)
-        ou = noise[:, 0] * noise_std if noise is not None else None
+        spikes = torch.empty(T, B, N, dtype=torch.bool, device=current.device)
+        volts = torch.empty_like(current) if record_voltage else None
+        n_ref = refractory_steps.to(current.dtype)
+        ref = torch.zeros(B, N, dtype=current.dtype, device=current.device)  # steps still held
+        hold = bool((refractory_steps > 1).any())
+        if noise is not None:
+            kicks = noise[1:] * (noise_sd * torch.sqrt(1 - noise_decay**2))
+            ou = noise[0] * noise_sd
         for t in range(T):
-            i_t = drive[:, t] if ou is None else drive[:, t] + ou
-            s = self.advance(s, i_t * scale)
-            held = (t - last) < refractory_steps
-            s[0] = torch.where(held, v_reset, s[0])
-            spike = s[0] >= v_peak
+            if noise is not None:
+                ou = torch.addcmul(kicks[t], ou, noise_decay)
+                s = self.advance(s, current[t] + ou)
+            else:
+                s = self.advance(s, current[t])
+            if hold:
+                s[0] = torch.where(ref > 0, v_reset, s[0])
+            spike = torch.ge(s[0], v_peak, out=spikes[t])
             s = self.reset(s, spike)
-            last = torch.where(spike, t, last)
-            spikes[:, t] = spike
+            if hold:
+                ref = torch.where(spike, n_ref, ref - 1)
             if volts is not None:
-                volts[:, t] = s[0]
-            if ou is not None and t + 1 < T:
-                ou = ou * decay + noise[:, t + 1] * kick
+                volts[t] = s[0]
         return spikes, volts
 
 
@@ -140,12 +149,16 @@ class Izhikevich(SpikingModel):
         v0 = torch.where(disc > 0, v_rest, v0).expand(batch, -1).clone()
         return [v0, (b * v0).clone()]
 
+    def prepare(self, current):
+        self._dta = self.dt * self.p["a"]
+        return current + 140.0
+
     def advance(self, s, current):
+        # current already holds the constant 140 (prepare)
         v, u = s
-        p, dt = self.p, self.dt
-        v_new = v + dt * (0.04 * v * v + 5 * v + 140 - u + current)
-        u_new = u + dt * p["a"] * (p["b"] * v - u)
-        return [v_new, u_new]
+        dv = (0.04 * v + 5).mul_(v).add_(current).sub_(u)
+        u_new = torch.addcmul(u, self._dta, self.p["b"] * v - u)
+        return [torch.add(v, dv, alpha=self.dt), u_new]
 
     def reset(self, s, spike):
         return [torch.where(spike, self.p["c"], s[0]), torch.where(spike, s[1] + self.p["d"], s[1])]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,9 @@ shares its batch: results never depend on chunking, order, launcher or resume.
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,8 +118,12 @@ def innervation(
     rows_t, cols_t, vals_t = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     sums = torch.zeros(n, dtype=torch.float64).index_add_(0, rows_t, vals_t)
     vals_t = vals_t / sums[rows_t]
-    coo = torch.sparse_coo_tensor(torch.stack([rows_t, cols_t]), vals_t, (n, g * g)).coalesce()
-    return coo.to_sparse_csr()
+    coo = torch.sparse_coo_tensor(
+        torch.stack([rows_t, cols_t]), vals_t, (n, g * g), check_invariants=True
+    ).coalesce()
+    with warnings.catch_warnings():  # CSR is "beta" in torch; its matmul is what we need here
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.to_sparse_csr()
 
 
 def lowpass_response(tau: float, dt: float, n: int) -> np.ndarray:
@@ -177,6 +183,7 @@ class Simulator:
         self.n_total = offset
         self._build_filters()
         self._build_models()
+        self.has_noise = any(p.cfg.noise_std > 0 for p in self.populations if p.count > 0)
 
     # -- filters ---------------------------------------------------------------------------
     def _build_filters(self) -> None:
@@ -197,34 +204,35 @@ class Simulator:
 
     # -- spiking models --------------------------------------------------------------------
     def _build_models(self) -> None:
-        self.groups = []  # (model, columns, per-neuron tensors)
-        for model_name, model_cls in MODELS.items():
-            pops = [p for p in self.populations if p.cfg.model == model_name and p.count > 0]
-            if not pops:
-                continue
-            params, scale, nstd, ntau, refr, cols = [], [], [], [], [], []
+        """One spiking model per run of consecutive populations that use the same model type."""
+        self.groups = []  # (model, (first column, end column), per-neuron loop inputs)
+        scale = torch.zeros(self.n_total, dtype=torch.float64)
+        runs = itertools.groupby((p for p in self.populations if p.count > 0), key=lambda p: p.cfg.model)
+        for model_name, pops in runs:
+            model_cls, pops = MODELS[model_name], list(pops)
+            params, sd, decay, refr = [], [], [], []
             for p in pops:
                 i = POPULATIONS.index(p.name)
                 gen = torch.Generator().manual_seed(noise_seed(self.cfg_pipeline.seed, 2000 + i))
                 mp = getattr(p.cfg, model_name)
                 params.append(per_neuron(model_cls, mp, p.count, p.cfg.variability, gen))
+                rheobase = model_cls.rheobase(mp)
+                scale[p.offset : p.offset + p.count] = rheobase
                 n = p.count
-                scale.append(torch.full((n,), model_cls.rheobase(mp), dtype=torch.float64))
-                nstd.append(torch.full((n,), p.cfg.noise_std, dtype=torch.float64))
-                ntau.append(torch.full((n,), p.cfg.noise_tau, dtype=torch.float64))
+                sd.append(torch.full((n,), p.cfg.noise_std * rheobase, dtype=torch.float64))
+                decay.append(torch.full((n,), math.exp(-self.dt / p.cfg.noise_tau), dtype=torch.float64))
                 refr.append(torch.full((n,), round(p.cfg.refractory / self.dt), dtype=torch.long))
-                cols.append(torch.arange(p.offset, p.offset + n))
             dev = dict(device=self.device, dtype=self.dtype)
             merged = {k: torch.cat([d[k] for d in params]).to(**dev) for k in params[0]}
-            model = model_cls(merged, self.dt)
             extras = dict(
-                scale=torch.cat(scale).to(**dev),
-                noise_std=torch.cat(nstd).to(**dev),
-                noise_tau=torch.cat(ntau).to(**dev),
+                noise_sd=torch.cat(sd).to(**dev),
+                noise_decay=torch.cat(decay).to(**dev),
                 refractory_steps=torch.cat(refr).to(self.device),
             )
-            self.groups.append((model, torch.cat(cols).to(self.device), extras))
-        self.has_noise = any(p.cfg.noise_std > 0 for p in self.populations if p.count > 0)
+            cols = (pops[0].offset, pops[-1].offset + pops[-1].count)
+            self.groups.append((model_cls(merged, self.dt), cols, extras))
+        # drive (rheobase units) -> each model's current unit
+        self.scale = scale.to(self.device, self.dtype)
 
     # -- simulation ------------------------------------------------------------------------
     def auto_batch(self) -> int:
@@ -259,34 +267,44 @@ class Simulator:
         return out, (spatial, temporal)
 
     def noise(self, seed: int) -> torch.Tensor:
+        """Standard normal numbers [T+1, N] from the trial's seed (shaped into input noise by the
+        spiking loop)."""
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
-        return torch.randn(self.steps, self.n_total, generator=gen, device=self.device, dtype=self.dtype)
+        return torch.randn(self.steps + 1, self.n_total, generator=gen, device=self.device, dtype=self.dtype)
 
     def run(self, stimuli: list[Stimulus], seeds: list[int], intermediates: bool = False) -> BatchResult:
-        """Simulate a batch: one noise seed per stimulus."""
-        drives, factors = zip(*(self.drive(s) for s in stimuli))
-        drive = torch.stack(drives)
-        noise = torch.stack([self.noise(s) for s in seeds]) if self.has_noise else None
-        B = len(stimuli)
-        spikes = torch.zeros(B, self.steps, self.n_total, dtype=torch.bool, device=self.device)
-        volts = torch.zeros_like(drive) if intermediates else None
+        """Simulate a batch: one noise seed per stimulus. Spikes come back as [B, T, N]."""
+        B, T, N = len(stimuli), self.steps, self.n_total
+        opts = dict(device=self.device, dtype=self.dtype)
+        current = torch.empty(T, B, N, **opts)  # each model's current unit
+        noise = torch.empty(T + 1, B, N, **opts) if self.has_noise else None
+        drives, factors = [], []
+        for b, (stim, seed) in enumerate(zip(stimuli, seeds)):
+            d, f = self.drive(stim)
+            torch.mul(d, self.scale, out=current[:, b])
+            if noise is not None:
+                noise[:, b] = self.noise(seed)
+            if intermediates:
+                drives.append(d)
+                factors.append(f)
+        spikes = torch.empty(T, B, N, dtype=torch.bool, device=self.device)
+        volts = torch.empty(T, B, N, **opts) if intermediates else None
         for model, cols, extras in self.groups:
-            contiguous = bool((cols == torch.arange(int(cols[0]), int(cols[0]) + len(cols), device=cols.device)).all())
-            pick = (lambda a: a[..., int(cols[0]) : int(cols[0]) + len(cols)]) if contiguous else (
-                lambda a: a.index_select(-1, cols)
-            )
+            lo, hi = cols
             s, v = model.run(
-                pick(drive),
-                pick(noise) if noise is not None else None,
+                current[..., lo:hi],
+                noise[..., lo:hi] if noise is not None else None,
                 record_voltage=intermediates,
                 **extras,
             )
-            spikes[..., cols] = s
+            spikes[..., lo:hi] = s
             if volts is not None:
-                volts[..., cols] = v
-        res = BatchResult(spikes=self.split(spikes))
+                volts[..., lo:hi] = v
+        res = BatchResult(spikes=self.split(spikes.transpose(0, 1)))
         if intermediates:
-            res.drive, res.voltage, res.factors = self.split(drive), self.split(volts), list(factors)
+            res.drive = self.split(torch.stack(drives))
+            res.voltage = self.split(volts.transpose(0, 1))
+            res.factors = factors
         return res
 
     def split(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

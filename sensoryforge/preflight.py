@@ -19,10 +19,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sensoryforge import config as _config  # noqa: F401 - registers the schemas with Hydra
+from sensoryforge.config import CONF_DIR
 from sensoryforge.params import ConfigError, unknown_key
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _PASS_THROUGH = ("help", "hydra_help", "cfg", "info", "shell_completion", "config_path", "config_dir",
                  "config_name", "experimental_rerun")
 

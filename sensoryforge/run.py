@@ -16,10 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sensoryforge import config as _config  # noqa: F401 - registers the schemas with Hydra
+from sensoryforge.config import CONF_DIR  # importing config registers the schemas with Hydra
 from sensoryforge.params import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("sensoryforge")
 
 

@@ -29,11 +29,18 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from sensoryforge.config import Config, check, to_stimulus
-from sensoryforge.jobs import JOB_FILE, StimSpec, atomic_write_json, build_stimulus, read_job, result_config
+from sensoryforge.jobs import (
+    JOB_FILE,
+    StimSpec,
+    atomic_write_json,
+    build_stimulus,
+    read_job,
+    result_config,
+)
 from sensoryforge.params import ConfigError, check_fields, check_value
 
 log = logging.getLogger("sensoryforge")
@@ -59,7 +66,7 @@ class Point:
 # -- expanding the sweep ---------------------------------------------------------------------
 
 
-def _key_values(overrides, loader) -> "OrderedDict[str, tuple[str, bool, list[str]]]":
+def _key_values(overrides, loader) -> OrderedDict[str, tuple[str, bool, list[str]]]:
     """key -> (key as written, is_group, [value strings]); later overrides replace earlier ones."""
     out: OrderedDict = OrderedDict()
     for o in overrides:
@@ -136,6 +143,8 @@ def validate(points: list[Point], compose) -> None:
             from sensoryforge.preflight import compose_error
 
             raise compose_error(e) from None
+        with open_dict(cfg):
+            cfg.pop("hydra", None)  # as the task sees it
         check(cfg)
         base = result_config(cfg)
         base.pop("stimulus")
@@ -207,7 +216,7 @@ def chunk_size(n: int, sweeper, launcher: DictConfig) -> int:
     return max(int(sweeper.min_chunk_size), min(int(sweeper.max_chunk_size), max(size, 1)))
 
 
-def make_chunks(points: list[Point], size: int, sweep_dir: Path) -> "OrderedDict[str, list[Point]]":
+def make_chunks(points: list[Point], size: int, sweep_dir: Path) -> OrderedDict[str, list[Point]]:
     """Consecutive points of the same job config, `size` at a time. A chunk folder is named after
     its first and last stimulus; a name whose folder holds a finished record gets a suffix."""
     chunks: OrderedDict[str, list[Point]] = OrderedDict()
@@ -344,7 +353,7 @@ SPIKE_BYTES = 2.5  # compressed bytes per spike on disk (flat int32 indices)
 
 
 def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
-    from sensoryforge.pipeline import BYTES_PER_ELEMENT, AUTO_BATCH_BYTES
+    from sensoryforge.pipeline import AUTO_BATCH_BYTES, BYTES_PER_ELEMENT
 
     steps = max(1, round(cfg.pipeline.duration / cfg.pipeline.dt))
     n = sum(getattr(cfg.neurons, p).count for p in ("sa", "ra", "sa2"))

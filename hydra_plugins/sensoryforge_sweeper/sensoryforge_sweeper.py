@@ -5,7 +5,7 @@ Hydra only loads plugins from the `hydra_plugins` package; the work is done by
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
@@ -15,9 +15,9 @@ from hydra.plugins.sweeper import Sweeper
 class SensoryForgeSweeperConf:
     _target_: str = "hydra_plugins.sensoryforge_sweeper.sensoryforge_sweeper.SensoryForgeSweeper"
     # key -> sweep, as Hydra's basic sweeper (crossed with the command line's sweeps)
-    params: Optional[Dict[str, str]] = None
+    params: dict[str, str] | None = None
     # several sweeps in one batch: each block is its own key -> sweep grid, run one after another
-    blocks: Optional[List[Dict[str, str]]] = None
+    blocks: list[dict[str, str]] | None = None
     # stimuli per Hydra job; 0 = automatic (see sensoryforge.sweep.chunk_size)
     chunk_size: int = 0
     min_chunk_size: int = 1
@@ -36,7 +36,7 @@ class SensoryForgeSweeper(Sweeper):
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from sensoryforge.sweep import run_sweep
 
         return run_sweep(self, arguments)

@@ -21,7 +21,7 @@ from hydra.core.config_store import ConfigStore
 
 from sensoryforge.params import ConfigError, param
 
-REGISTRY: dict[str, type["Stimulus"]] = {}
+REGISTRY: dict[str, type[Stimulus]] = {}
 
 
 def register(name: str):

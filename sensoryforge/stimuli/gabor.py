@@ -6,7 +6,6 @@ Give either `frequency` (cycles/mm) or `wavelength` (mm).
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -18,8 +17,8 @@ from sensoryforge.stimuli.base import RampAndHold, deg, gaussian_blob, register
 @dataclass
 class Gabor(RampAndHold):
     amplitude: float = param(30.0, "kPa", ">=0", "peak pressure")
-    frequency: Optional[float] = param(1.0, "cycles/mm", ">0", "spatial frequency")
-    wavelength: Optional[float] = param(None, "mm", ">0", "spatial period; sets frequency=1/wavelength")
+    frequency: float | None = param(1.0, "cycles/mm", ">0", "spatial frequency")
+    wavelength: float | None = param(None, "mm", ">0", "spatial period; sets frequency=1/wavelength")
     orientation: float = param(0.0, "deg", None, "grating orientation (0 = bars along y)")
     phase: float = param(0.0, "deg", None, "grating phase at the centre")
     sigma: float = param(2.0, "mm", ">0", "standard deviation of the Gaussian window")

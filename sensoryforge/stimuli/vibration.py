@@ -6,7 +6,6 @@ amplitude, so the trough just touches zero and pressure is never negative.
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from sensoryforge.params import param
 from sensoryforge.stimuli.base import RampAndHold, check_nyquist, gaussian_blob, register
@@ -17,7 +16,7 @@ from sensoryforge.stimuli.base import RampAndHold, check_nyquist, gaussian_blob,
 class Vibration(RampAndHold):
     amplitude: float = param(10.0, "kPa", ">=0", "sinusoid amplitude (zero to peak)")
     frequency: float = param(40.0, "Hz", ">0", "vibration frequency")
-    offset: Optional[float] = param(None, "kPa", ">=0", "static pressure; default = amplitude")
+    offset: float | None = param(None, "kPa", ">=0", "static pressure; default = amplitude")
     sigma: float = param(0.5, "mm", ">0", "probe size (standard deviation of its footprint)")
     center_x: float = param(0.0, "mm", None, "probe position, x")
     center_y: float = param(0.0, "mm", None, "probe position, y")
