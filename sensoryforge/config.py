@@ -149,6 +149,9 @@ def check(cfg: DictConfig) -> None:
             f"pipeline.duration={cfg.pipeline.duration}: must be at least one step (pipeline.dt={cfg.pipeline.dt} ms)"
         )
     parse_outcomes(cfg.outcome)
+    from sensoryforge.pipeline import resolve_device
+
+    resolve_device(cfg.pipeline.device)
 
 
 def to_stimulus(node: Any) -> _stimuli.Stimulus:

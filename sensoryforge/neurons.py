@@ -137,8 +137,15 @@ class Izhikevich(SpikingModel):
 
     @staticmethod
     def rheobase(p) -> float:
-        # saddle-node of the fixed points v = u / b: discriminant of 0.04 v^2 + (5 - b) v + 140 + I
-        return (5 - p.b) ** 2 / 0.16 - 140
+        """Smallest constant input at which rest loses stability. On the branch of fixed points
+        (u = b v, I = -(0.04 v^2 + (5 - b) v + 140)) that happens at a saddle-node where
+        0.08 v + 5 = b, or earlier, if a < b, at a Hopf bifurcation where 0.08 v + 5 = a."""
+
+        def current_at(v: float) -> float:
+            return -(0.04 * v * v + (5 - p.b) * v + 140)
+
+        saddle = current_at((p.b - 5) / 0.08)
+        return min(saddle, current_at((p.a - 5) / 0.08)) if p.a < p.b else saddle
 
     def init_state(self, batch):
         v0 = self.p["c"].expand(batch, -1).clone()

@@ -84,11 +84,13 @@ def innervation(
 ) -> torch.Tensor:
     """Sparse receptive fields [n, H*W] (CSR, float64, rows sum to 1).
 
-    A receptor at distance d from the afferent is connected with probability
+    A receptor at distance d <= 3 sigma from the afferent is connected with probability
     p_centre * exp(-d^2 / 2 sigma^2), with a weight uniform in [0.5, 1]; hot spots and irregular
     borders follow, as in real fields. An afferent left with no receptor takes its nearest one.
     """
     n, g = pos.shape[0], grid.size
+    if n == 0:
+        return torch.zeros(0, g * g, dtype=torch.float64).to_sparse_csr()
     reach = min(math.ceil(3 * sigma / grid.spacing), g)
     off = torch.arange(-reach, reach + 1)
     oy, ox = torch.meshgrid(off, off, indexing="ij")
@@ -100,16 +102,16 @@ def innervation(
         ci = torch.round(p[:, 1] / grid.spacing + half).long().clamp(0, g - 1)
         cj = torch.round(p[:, 0] / grid.spacing + half).long().clamp(0, g - 1)
         ii, jj = ci[:, None] + oy[None], cj[:, None] + ox[None]
-        inside = (ii >= 0) & (ii < g) & (jj >= 0) & (jj < g)
+        on_grid = (ii >= 0) & (ii < g) & (jj >= 0) & (jj < g)
         d2 = ((jj - half) * grid.spacing - p[:, :1]) ** 2 + ((ii - half) * grid.spacing - p[:, 1:]) ** 2
         prob = p_centre * torch.exp(-d2 / (2 * sigma**2))
         u = torch.rand(prob.shape, generator=gen, dtype=torch.float64)
         w = 0.5 + 0.5 * torch.rand(prob.shape, generator=gen, dtype=torch.float64)
-        keep = inside & (u < prob)
+        keep = on_grid & (d2 <= (3 * sigma) ** 2) & (u < prob)  # fields end at 3 sigma
         # afferents with no receptor take the nearest one
         empty = ~keep.any(1)
         if empty.any():
-            nearest = torch.where(inside, d2, torch.inf).argmin(1)
+            nearest = torch.where(on_grid, d2, torch.inf).argmin(1)
             keep[empty, nearest[empty]] = True
         a, k = keep.nonzero(as_tuple=True)
         rows.append(a + start)

@@ -7,6 +7,7 @@ here a sweep contributes its first value so keys and types are checked once.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -64,13 +65,23 @@ def check_key(cfg: DictConfig, key: str) -> None:
         node, path = node[part], f"{path}.{part}" if path else part
 
 
+_TYPES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+_NOT_CONVERTED = re.compile(r"Value '(.*)' (?:of type '.*' could not be converted to (\w+)|is not a valid (bool))")
+
+
 def compose_error(e: Exception) -> ConfigError:
+    """One line from Hydra's or OmegaConf's multi-line composition errors."""
     cause = e
     while cause.__cause__ is not None:
         cause = cause.__cause__
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        msg = str(cause).strip().splitlines()[0]
-        return ConfigError(f"{cause.full_key}: {msg}")
+    msg = str(cause).strip().splitlines()[0]
+    key = getattr(cause, "full_key", None) if isinstance(cause, OmegaConfBaseException) else None
+    m = _NOT_CONVERTED.search(msg)
+    if key and m:
+        kind = m.group(2) or "Boolean"
+        return ConfigError(f"{key}={m.group(1)}: must be {_TYPES.get(kind, kind)}")
+    if key:
+        return ConfigError(f"{key}: {msg}")
     return ConfigError(str(e).strip().splitlines()[0])
 
 
