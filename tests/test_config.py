@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
 
 from sensoryforge.config import CONF_DIR, check, load_config, to_stimulus
 from sensoryforge.params import ConfigError
 from sensoryforge.pipeline import Simulator
 from sensoryforge.stimuli import REGISTRY
+
+from conftest import TINY
 
 
 def group_options(group: str) -> list[str]:

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
 
 from sensoryforge.config import load_config, to_stimulus
 from sensoryforge.pipeline import (
@@ -20,6 +19,8 @@ from sensoryforge.pipeline import (
 from sensoryforge.stimuli import REGISTRY
 from sensoryforge.stimuli.flat import Step, Trapezoid
 from sensoryforge.stimuli.moving_gaussian import MovingGaussian
+
+from conftest import TINY
 
 
 @pytest.fixture(scope="module")

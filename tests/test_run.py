@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+
 from conftest import TINY
 
 
