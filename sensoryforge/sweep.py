@@ -392,13 +392,13 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
     sweep_dir = Path(str(config.hydra.sweep.dir))
     blocks = list(sweeper.blocks or [])
     batch = None
-    if config.get("batch_file"):
-        from sensoryforge.batchfile import load_batch_file
-
-        batch = load_batch_file(Path(config.batch_file))
-        blocks = batch.blocks
-        arguments = [a for a in arguments if not a.startswith("batch_file=")]
     try:
+        if config.get("batch_file"):
+            from sensoryforge.batchfile import load_batch_file
+
+            batch = load_batch_file(Path(config.batch_file))
+            blocks = batch.blocks
+            arguments = [a for a in arguments if not a.startswith("batch_file=")]
         points = expand(dict(sweeper.params or {}), blocks, arguments, loader)
         validate(points, lambda ov: loader.load_sweep_config(config, ov))
         done, todo = split_finished(points, sweep_dir)
