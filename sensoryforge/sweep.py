@@ -47,6 +47,7 @@ log = logging.getLogger("sensoryforge")
 
 PLAN_FILE = "sweep_plan.json"
 SEED_KEYS = ("seed", "repetition")
+NOT_A_POINT = ("dry_run", "batch_file")  # command-line switches, not part of any stimulus
 
 
 def is_stimulus_key(key: str) -> bool:
@@ -113,6 +114,8 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> li
         job, values, point = [], {}, {}
         for written, group, v in p:
             key = written.lstrip("+~")
+            if key in NOT_A_POINT:
+                continue
             point[key] = v
             if not group and written == key and is_stimulus_key(key):
                 values[key] = value(key, v)
@@ -398,7 +401,6 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
 
             batch = load_batch_file(Path(config.batch_file))
             blocks = batch.blocks
-            arguments = [a for a in arguments if not a.startswith("batch_file=")]
         points = expand(dict(sweeper.params or {}), blocks, arguments, loader)
         validate(points, lambda ov: loader.load_sweep_config(config, ov))
         done, todo = split_finished(points, sweep_dir)
@@ -514,6 +516,7 @@ def print_dry_run(config, points, done, chunks, size, sweep_dir, parallel) -> No
         print(f"  swept {k}: {shown} ({len(vals)} values)")
     print(f"  output folder: {sweep_dir}")
     print("  examples:")
+    shown = swept_keys(points) or list(points[0].point) if points else []
     for p in points[:3] + (points[-1:] if len(points) > 3 else []):
-        print(f"    {p.id}: " + " ".join(f"{k}={v}" for k, v in p.point.items()))
+        print(f"    {p.id}: " + " ".join(f"{k}={p.point[k]}" for k in shown if k in p.point))
     print(f"  estimate: {estimate(config, todo, max(len(chunks), 1), parallel)}")
