@@ -94,7 +94,8 @@ def innervation(
     reach = min(math.ceil(3 * sigma / grid.spacing), g)
     off = torch.arange(-reach, reach + 1)
     oy, ox = torch.meshgrid(off, off, indexing="ij")
-    oy, ox = oy.reshape(-1), ox.reshape(-1)
+    disk = oy**2 + ox**2 <= (reach + 1) ** 2  # candidates: the 3-sigma disk around the nearest receptor
+    oy, ox = oy[disk], ox[disk]
     half = (g - 1) / 2
     rows, cols, vals = [], [], []
     for start in range(0, n, 512):  # bounded memory for large populations
@@ -106,13 +107,15 @@ def innervation(
         d2 = ((jj - half) * grid.spacing - p[:, :1]) ** 2 + ((ii - half) * grid.spacing - p[:, 1:]) ** 2
         prob = p_centre * torch.exp(-d2 / (2 * sigma**2))
         u = torch.rand(prob.shape, generator=gen, dtype=torch.float64)
-        w = 0.5 + 0.5 * torch.rand(prob.shape, generator=gen, dtype=torch.float64)
         keep = on_grid & (d2 <= (3 * sigma) ** 2) & (u < prob)  # fields end at 3 sigma
+        # given a connection, u / prob is uniform in [0, 1): it sets the weight too
+        w = 0.5 + 0.5 * u / prob
         # afferents with no receptor take the nearest one
         empty = ~keep.any(1)
         if empty.any():
             nearest = torch.where(on_grid, d2, torch.inf).argmin(1)
             keep[empty, nearest[empty]] = True
+            w[empty, nearest[empty]] = 1.0
         a, k = keep.nonzero(as_tuple=True)
         rows.append(a + start)
         cols.append(ii[a, k] * g + jj[a, k])

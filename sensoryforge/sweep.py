@@ -312,18 +312,33 @@ def chunk_specs(cfg: DictConfig, sweep_dir: Path):
         )
 
     def progress(job: dict) -> None:
-        names = list(plan["chunks"])
-        done = sum((sweep_dir / n / JOB_FILE).exists() for n in names)
+        total = len(plan["chunks"])
+        done = count_finished(sweep_dir)
         elapsed = time.time() - plan["started"]
-        eta = elapsed / max(done, 1) * (len(names) - done)
+        eta = elapsed / max(done, 1) * (total - done)
         failed = sum(s["status"] != "ok" for s in job["stimuli"])
         log.info(
             "[%d/%d] %s: %d stimuli in %.1f s%s | elapsed %s | ETA %s",
-            done, len(names), cfg.chunk, len(specs), job["runtime_s"],
+            done, total, cfg.chunk, len(specs), job["runtime_s"],
             f" ({failed} failed)" if failed else "", _clock(elapsed), _clock(eta),
         )
 
     return specs, progress
+
+
+PROGRESS_FILE = ".progress"
+_RECORD = 64  # bytes per finished-job record
+
+
+def count_finished(sweep_dir: Path) -> int:
+    """Append this job's record to the run's progress file; return how many jobs have finished.
+    Appends of one small record are atomic, and the count is the file size: O(1) per job."""
+    fd = os.open(sweep_dir / PROGRESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{time.time():.3f} {os.getpid()}".ljust(_RECORD - 1).encode() + b"\n")
+        return os.fstat(fd).st_size // _RECORD
+    finally:
+        os.close(fd)
 
 
 def _clock(seconds: float) -> str:
@@ -430,6 +445,7 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
             "chunks": {name: [p.id for p in pts] for name, pts in chunks.items()},
         }
         atomic_write_json(sweep_dir / PLAN_FILE, plan)
+        (sweep_dir / PROGRESS_FILE).unlink(missing_ok=True)  # progress counts this run's jobs
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=ctx, task_function=sweeper.task_function, config=config
@@ -455,9 +471,10 @@ def record_lost_jobs(chunks, returns, sweep_dir: Path) -> None:
             continue
         reason = "the job ended without writing its results"
         if i < len(returns) and getattr(returns[i], "status", None) is not None:
-            r = returns[i]
-            if r.status.name == "FAILED":
-                reason = f"{type(r._return_value).__name__}: {r._return_value}"
+            try:
+                _ = returns[i].return_value  # re-raises the job's exception, if it had one
+            except Exception as e:  # noqa: BLE001
+                reason = f"{type(e).__name__}: {e}"
         job_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
             job_dir / JOB_FILE,
