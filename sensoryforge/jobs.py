@@ -177,6 +177,7 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
             "fingerprint": s.fingerprint,
             "status": "failed",
         }
+    t_built = time.perf_counter()
     for start in range(0, len(specs), batch):
         group = specs[start : start + batch]
         try:
@@ -190,6 +191,7 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
                     records[s.id]["error"] = f"{type(e).__name__}: {e}"
                     log.error("%s failed: %s\n%s", s.id, e, traceback.format_exc())
 
+    t_simulated = time.perf_counter()
     atomic_write_bytes(out_dir / "spikes.npz", lambda f: np.savez_compressed(f, **spikes_out))
     atomic_write_bytes(out_dir / "series.npz", lambda f: np.savez_compressed(f, **series_out))
     files = {"spikes": "spikes.npz", "series": "series.npz"}
@@ -201,6 +203,12 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "host": socket.gethostname(),
         "runtime_s": round(time.perf_counter() - t0, 3),
+        # build: population and filters; simulate: drive, noise, spiking, outcomes; write: files
+        "timing_s": {
+            "build": round(t_built - t0, 3),
+            "simulate": round(t_simulated - t_built, 3),
+            "write": round(time.perf_counter() - t_simulated, 3),
+        },
         "steps": sim.steps,
         "dt": sim.dt,
         "counts": {p.name: p.count for p in sim.populations},
