@@ -170,6 +170,8 @@ class Simulator:
         self.cfg_pipeline, self.cfg_neurons = pipeline, neurons
         self.device = resolve_device(pipeline.device)
         self.dtype = getattr(torch, pipeline.dtype)
+        # filters run in double precision where the device has it (MPS has no float64)
+        self.fft_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self.dt = float(pipeline.dt)
         self.steps = max(1, round(pipeline.duration / pipeline.dt))
         self.grid = Grid(int(pipeline.grid_size), float(pipeline.spacing))
@@ -198,7 +200,7 @@ class Simulator:
         def transfer(kind: str, tau: float) -> torch.Tensor:
             if (kind, tau) not in cache:
                 fn = lowpass_response if kind == "lp" else velocity_response
-                h = torch.from_numpy(fn(tau, self.dt, self.steps))
+                h = torch.from_numpy(fn(tau, self.dt, self.steps)).to(self.fft_dtype)
                 cache[(kind, tau)] = torch.fft.rfft(h, n=self.nfft).to(self.device)
             return cache[(kind, tau)]
 
@@ -252,7 +254,7 @@ class Simulator:
         """Filtered drive [T, N_total] (rheobase units) for one stimulus, and its factors."""
         spatial, temporal = self.factors(stim)
         flat = spatial.reshape(spatial.shape[0], -1)  # [K, H*W]
-        spectrum = torch.fft.rfft(temporal.T.to(torch.float64), n=self.nfft)  # [K, F]
+        spectrum = torch.fft.rfft(temporal.T.to(self.fft_dtype), n=self.nfft)  # [K, F]
         out = torch.empty(self.steps, self.n_total, device=self.device, dtype=self.dtype)
         for p in self.populations:
             if p.count == 0:
