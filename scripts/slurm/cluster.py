@@ -5,7 +5,7 @@
     python scripts/slurm/cluster.py stop DIR     # cancels its jobs, stops its daemons by PID
 
 Needs root and Debian's slurm-wlm, slurmdbd, munge and mariadb-server (scripts/slurm/install.sh).
-Everything lives under DIR: a private munged (own socket and key copy), a private MariaDB
+Everything lives under DIR: a private munged (own socket and key), a private MariaDB
 datadir listening on 127.0.0.1, slurmdbd (accounting: without it submitit never learns that a
 cancelled job ended), slurmctld and one slurmd whose node is this machine with all its cores.
 Ports are picked free at start, so it never meets another Slurm or MariaDB on the machine.
@@ -120,7 +120,7 @@ class Cluster:
         return proc
 
     def _save_pids(self) -> None:
-        pids = {n: {"pid": p.pid, "exe": Path(p.args[0]).name} for n, p in self.procs.items()}
+        pids = {n: {"pid": p.pid, "exe": os.path.realpath(p.args[0])} for n, p in self.procs.items()}
         (self.root / "pids.json").write_text(json.dumps(pids, indent=1))
 
     def start(self, timeout: float = 60) -> Cluster:
@@ -143,7 +143,7 @@ class Cluster:
         root.chmod(0o755)
         munge = root / "munge"
         (munge / "private").mkdir(parents=True, exist_ok=True)
-        shutil.copy("/etc/munge/munge.key", munge / "private" / "munge.key")
+        (munge / "private" / "munge.key").write_bytes(os.urandom(1024))  # this cluster's own key
         shutil.chown(munge, "munge", "munge")
         for p in (munge / "private", munge / "private" / "munge.key"):
             shutil.chown(p, "munge", "munge")
@@ -298,7 +298,7 @@ DebugLevel=info
         out = {}
         for name, rec in json.loads(path.read_text()).items():
             try:
-                exe = Path(os.readlink(f"/proc/{rec['pid']}/exe")).name
+                exe = os.path.realpath(os.readlink(f"/proc/{rec['pid']}/exe"))
             except OSError:
                 continue
             if exe == rec["exe"]:
@@ -315,9 +315,10 @@ def _alive(pid: int, proc: subprocess.Popen | None, wait: float = 0) -> bool:
             return True
     end = time.monotonic() + wait
     while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        try:  # gone, or a zombie whose parent (the starter) is gone and nobody reaps
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        except (OSError, IndexError):
             return False
         if time.monotonic() >= end:
             return True
