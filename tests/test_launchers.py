@@ -83,12 +83,14 @@ def _hydra(*overrides):
 @pytest.mark.parametrize(
     "overrides, n, size",
     [
-        (["hydra/launcher=slurm"], 75, 16),  # at least 16 stimuli per array task
+        (["hydra/launcher=slurm"], 75, 38),  # 2 array tasks: at least 32 stimuli each
+        (["hydra/launcher=slurm"], 20, 20),  # a small sweep is one task
+        (["hydra/launcher=slurm"], 1_000, 33),  # 31 tasks
         (["hydra/launcher=slurm"], 10_000, 157),  # one wave of 64 array tasks
         (["hydra/launcher=slurm"], 100_000, 256),  # at most max_chunk_size
         (["hydra/launcher=submitit_slurm"], 10_000, 40),  # 256 array tasks at a time
         (["hydra/launcher=slurm", "hydra.sweeper.chunk_size=5"], 10_000, 5),  # explicit wins
-        (["hydra/launcher=slurm", "hydra.launcher.array_parallelism=2"], 75, 38),
+        (["hydra/launcher=slurm", "hydra.launcher.array_parallelism=2"], 1_000, 256),  # max wins
         (["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], 75, 10),  # ~4 chunks per worker
         ([], 75, 19),  # basic: one job at a time, still ~4 chunks
     ],
@@ -114,5 +116,5 @@ def test_slurm_preset_dry_run(tmp_path):
     """The command line shows the preset's chunking; a dry run needs no cluster and writes nothing."""
     r = run_cli(["-m", "experiment=quickstart", "dry_run=true", "hydra/launcher=slurm"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "jobs: 5 (up to 16 stimuli each), 64 at a time" in r.stdout, r.stdout
+    assert "jobs: 2 (up to 38 stimuli each), 64 at a time" in r.stdout, r.stdout
     assert not (tmp_path / "multirun").exists()
