@@ -27,7 +27,11 @@ from hydra.core.utils import JobReturn, JobStatus
 
 log = logging.getLogger("sensoryforge")
 
-POLL_S = 0.5  # how often finished jobs are looked for (a file check each; sacct is rate-limited)
+POLL_S = 0.5  # how often finished jobs are looked for (a file check each)
+# Jobs that died leave no result file; only the cluster's accounting tells. Submitit asks it at
+# growing intervals (up to 10 minutes apart); here it is asked at least this often (one sacct
+# call for the whole array).
+STATE_POLL_S = 30.0
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[JobReturn]:
@@ -78,14 +82,18 @@ def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[J
     # the launcher itself is the submitted callable, as in Hydra's plugin (it composes the job's
     # config on the node and runs the task)
     jobs = executor.map_array(launcher, *zip(*args))
-    if jobs:
-        log.info("%s job %s: %d array tasks", kind, jobs[0].job_id.split("_")[0], len(jobs))
+    if jobs and kind == "Slurm":
+        log.info("Slurm array job %s: %d tasks", jobs[0].job_id.split("_")[0], len(jobs))
 
     t0 = time.time()
     results: list[JobReturn | None] = [None] * len(jobs)
     pending = list(range(len(jobs)))
     finished = 0
+    last_check = time.time()
     while pending:
+        if launcher._EXECUTOR == "slurm" and time.time() - last_check > STATE_POLL_S:
+            jobs[0].watcher.update()  # shared by all jobs of the executor: one call for all
+            last_check = time.time()
         still = []
         for i in pending:
             job = jobs[i]

@@ -115,42 +115,43 @@ def test_sweep_on_slurm_matches_basic_launcher(slurm, tmp_path, basic_sweep):
     assert len(progress) == 4 and any("[4/4]" in line for line in progress), r.stdout[-3000:]
 
 
-def _cancel_first_task_once_running(slurm, proc: subprocess.Popen, timeout: float = 120) -> str:
-    """Waits until the sweep's first array task runs, then cancels it (as scancel or a node
-    failure would end it). Returns the task's Slurm id."""
+def _kill_first_task_once_running(slurm, proc: subprocess.Popen, timeout: float = 120) -> str:
+    """Waits until the sweep's first array task runs, then cancels it with SIGKILL to all its
+    processes (a plain scancel sends SIGTERM first, which submitit's job ignores, so a short
+    task may still finish within KillWait). Returns the task's Slurm id."""
     end = time.monotonic() + timeout
     while time.monotonic() < end and proc.poll() is None:
         out = subprocess.run(["squeue", "-h", "-o", "%i %T"], env=slurm.env, capture_output=True, text=True).stdout
         for line in out.splitlines():
             task, state = line.split()
             if task.endswith("_0") and state == "RUNNING":
-                subprocess.run(["scancel", task], env=slurm.env, check=True)
+                subprocess.run(["scancel", "--full", "--signal=KILL", task], env=slurm.env, check=True)
                 return task
         time.sleep(0.05)
     raise AssertionError("the sweep's first array task was never seen running")
 
 
 def test_job_killed_on_slurm_is_recorded_then_redone(slurm, tmp_path, basic_sweep):
-    """An array task that dies (scancel while it runs) does not stop the sweep: the other tasks
+    """An array task that dies (killed by scancel while it runs) does not stop the sweep: the other tasks
     are waited for and their stimuli are in the dataset, the lost ones are in failed_stimuli with
     Slurm's reason, the exit code is non-zero. Running the command again redoes only them, and
     the dataset is then the basic launcher's, bit for bit."""
-    args = [*SWEEP, "hydra/launcher=slurm", *ON_SLURM, "hydra.launcher.mem_gb=1",
-            "hydra.launcher.array_parallelism=1",  # one task at a time: task 0 dies while 1..3 wait
+    args = [*SWEEP, "hydra/launcher=slurm", *ON_SLURM, "hydra.sweeper.chunk_size=6", "hydra.launcher.mem_gb=1",
+            "hydra.launcher.array_parallelism=1",  # one task at a time: task 0 dies while task 1 waits
             "hydra.sweep.dir=slurm/sweep"]
     env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"]}
     with subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=tmp_path, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           stdin=subprocess.DEVNULL) as proc:
         try:
-            task = _cancel_first_task_once_running(slurm, proc)
+            task = _kill_first_task_once_running(slurm, proc)
             stdout, stderr = proc.communicate(timeout=300)
         finally:
             if proc.poll() is None:
                 proc.kill()
     r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert r.returncode == 1, explain(r, slurm)
-    lost = ["stim_0000", "stim_0001", "stim_0002"]
+    lost = [f"stim_{i:04d}" for i in range(6)]
     assert all(f"  {sid}: " in stderr for sid in lost), explain(r, slurm)
 
     sweep = tmp_path / "slurm" / "sweep"
@@ -163,12 +164,12 @@ def test_job_killed_on_slurm_is_recorded_then_redone(slurm, tmp_path, basic_swee
         assert f"Slurm job {task}" in error and "CANCELLED" in error, error
     data = read_dataset(sweep / "results.h5")
     reference = read_dataset(basic_sweep / "results.h5")
-    kept = [f"stim_{i:04d}" for i in range(3, 12)]
-    assert sorted(data["responses"]) == kept and data["num_stimuli"] == 9
+    kept = [f"stim_{i:04d}" for i in range(6, 12)]
+    assert sorted(data["responses"]) == kept and data["num_stimuli"] == 6
     assert_same_responses(data, reference, kept)
 
     # the same command again: only the lost chunk runs, and nothing is missing any more
     rerun = run_sweep(slurm, tmp_path, *args)
     assert rerun.returncode == 0, explain(rerun, slurm)
-    assert "skipped: stim_0003..stim_0011" in rerun.stdout + rerun.stderr, rerun.stdout[-3000:]
+    assert "skipped: stim_0006..stim_0011" in rerun.stdout + rerun.stderr, rerun.stdout[-3000:]
     assert_same_dataset(basic_sweep / "results.h5", sweep / "results.h5")
