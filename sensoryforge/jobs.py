@@ -100,19 +100,40 @@ def build_stimulus(base: DictConfig, values: dict[str, Any]) -> Stimulus:
     return to_stimulus(node)
 
 
+def available_cores() -> int:
+    """Cores this process may use: those Slurm gave the job when inside one, else the CPU
+    affinity (which cgroups and task pinning narrow), else all."""
+    for var in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parallel_jobs(n_jobs: int, cores: int) -> int:
+    """Jobs at a time for a joblib-style n_jobs: n, or when negative all cores but |n| - 1."""
+    n = int(n_jobs)
+    return max(1, cores + 1 + n if n < 0 else n)
+
+
 def configure_threads(cfg: DictConfig) -> None:
-    """Give each job its share of the cores so parallel jobs do not oversubscribe the CPU."""
+    """Give each job its share of the cores so parallel jobs do not oversubscribe the CPU:
+    pipeline.threads if set, else the launcher's cpus_per_task, else the cores divided by the
+    launcher's n_jobs (joblib workers run one job each)."""
     n = cfg.pipeline.threads
     if n <= 0:
         from hydra.core.hydra_config import HydraConfig
 
-        cores = os.cpu_count() or 1
+        cores = available_cores()
         parallel = 1
         if HydraConfig.initialized():
             launcher = HydraConfig.get().launcher
             jobs = launcher.get("n_jobs", None)
             if jobs is not None:
-                parallel = cores if jobs < 0 else max(1, jobs)
+                parallel = parallel_jobs(jobs, cores)
             cpus = launcher.get("cpus_per_task", None)
             if cpus:
                 n = int(cpus)
@@ -214,6 +235,7 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
         "counts": {p.name: p.count for p in sim.populations},
         "grid": {"size": sim.grid.size, "spacing": sim.grid.spacing},
         "device": str(sim.device),
+        "threads": torch.get_num_threads(),
         "config": result_config(cfg),
         "files": files,
         "stimuli": [records[s.id] for s in specs],

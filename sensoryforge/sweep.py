@@ -19,7 +19,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections import OrderedDict
@@ -37,7 +36,9 @@ from sensoryforge.jobs import (
     JOB_FILE,
     StimSpec,
     atomic_write_json,
+    available_cores,
     build_stimulus,
+    parallel_jobs,
     read_job,
     result_config,
 )
@@ -205,17 +206,28 @@ def parallelism(launcher: DictConfig) -> tuple[int, bool]:
         return int(launcher.get("array_parallelism", 256) or 256), True
     jobs = launcher.get("n_jobs", None)
     if jobs is not None:
-        return (os.cpu_count() or 1) if int(jobs) < 0 else max(1, int(jobs)), False
+        return parallel_jobs(jobs, available_cores()), False
     return 1, False
+
+
+# An array task on a cluster pays its start (queue, interpreter, torch, Hydra: ~4.5 s on the
+# reference machine, ~60 ms per default stimulus) before its first stimulus: a sweep gets at most
+# one wave of array tasks with at least this many stimuli each (hydra.sweeper.chunk_size sets the
+# size outright).
+CLUSTER_MIN_CHUNK = 32
 
 
 def chunk_size(n: int, sweeper, launcher: DictConfig) -> int:
     """sweeper.chunk_size if set; else local launchers get ~4 chunks per worker (load balance and
-    resume points) and cluster launchers one wave of array tasks, within [min, max]_chunk_size."""
+    resume points) and cluster launchers one wave of equal array tasks (at most array_parallelism
+    of them, each with at least CLUSTER_MIN_CHUNK stimuli), within [min, max]_chunk_size."""
     if sweeper.chunk_size > 0:
         return int(sweeper.chunk_size)
     parallel, cluster = parallelism(launcher)
-    size = math.ceil(n / parallel) if cluster else math.ceil(n / (4 * parallel))
+    if cluster:
+        size = math.ceil(n / max(1, min(parallel, n // CLUSTER_MIN_CHUNK)))
+    else:
+        size = math.ceil(n / (4 * parallel))
     return max(int(sweeper.min_chunk_size), min(int(sweeper.max_chunk_size), max(size, 1)))
 
 
@@ -404,6 +416,8 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
     """Body of the Hydra sweeper plugin (hydra_plugins/sensoryforge_sweeper)."""
     from hydra.core.plugins import Plugins
 
+    from sensoryforge import launchers
+
     config, ctx = sweeper.config, sweeper.hydra_context
     loader = ctx.config_loader
     t0 = time.time()
@@ -453,7 +467,7 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
         log.info("%d stimuli to run in %d jobs of up to %d (%s)", len(todo), len(chunks), size, sweep_dir)
         overrides = [[*pts[0].job, f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, pts in chunks.items()]
         try:
-            returns = list(launcher.launch(overrides, initial_job_idx=0))
+            returns = launchers.launch(launcher, overrides, initial_job_idx=0)
         except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
             log.error("launcher: %s", e)
         record_lost_jobs(chunks, returns, sweep_dir)

@@ -1,0 +1,120 @@
+"""Launcher presets: hydra/launcher=parallel (joblib across cores) and the Slurm preset's chunking.
+
+The real Slurm runs are in test_slurm.py."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import TINY, run_cli
+from dataset_equal import assert_same_dataset
+
+from sensoryforge.jobs import available_cores, parallel_jobs
+from sensoryforge.sweep import chunk_size, parallelism
+
+# 12 stimuli: 3 amplitudes x 2 widths x 2 repetitions
+SWEEP = [*TINY, "stimulus.amplitude=10,20,30", "stimulus.sigma=0.5,1.0", "repetition=0,1"]
+PROGRESS = re.compile(r"\[(\d+)/(\d+)\] (stim_\d+(?:-\d+)?): (\d+) stimuli")
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory):
+    """The reference: the sweep with Hydra's basic launcher (one job at a time)."""
+    root = tmp_path_factory.mktemp("basic")
+    r = run_cli(["-m", *SWEEP, "hydra.sweep.dir=basic/sweep"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root / "basic" / "sweep"
+
+
+@pytest.mark.slow
+def test_parallel_launcher_matches_basic_and_shows_progress(tmp_path, basic_sweep):
+    # 4 chunks of 3 stimuli over the preset's workers: one per core (n_jobs=-1)
+    r = run_cli(["-m", *SWEEP, "hydra/launcher=parallel", "hydra.sweeper.chunk_size=3",
+                 "hydra.sweep.dir=par/sweep"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sweep = tmp_path / "par" / "sweep"
+    data = assert_same_dataset(basic_sweep / "results.h5", sweep / "results.h5")
+    assert data["num_stimuli"] == 12
+
+    # every job's progress line, printed by the worker processes, reaches the terminal
+    out = r.stdout + r.stderr
+    lines = PROGRESS.findall(out)
+    assert sorted(int(i) for i, *_ in lines) == [1, 2, 3, 4], out[-3000:]
+    assert {n for _, n, *_ in lines} == {"4"}
+    assert sorted(chunk for *_, chunk, _ in lines) == ["stim_0000-0002", "stim_0003-0005",
+                                                     "stim_0006-0008", "stim_0009-0011"]
+    assert all(k == "3" for *_, k in lines)
+
+    # torch threads per job: the cores divided among the workers, so one each here
+    jobs = [json.loads(p.read_text()) for p in sweep.glob("*/job.json")]
+    assert len(jobs) == 4
+    assert {j["threads"] for j in jobs} == {1}
+
+
+@pytest.mark.slow
+def test_parallel_launcher_threads_follow_n_jobs(tmp_path):
+    r = run_cli(["-m", *TINY, "stimulus.amplitude=10,20", "hydra/launcher=parallel",
+                 "hydra.launcher.n_jobs=1", "hydra.sweep.dir=sweep"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/job.json")]
+    assert jobs and {j["threads"] for j in jobs} == {available_cores()}
+
+
+def test_parallel_jobs_follows_joblib_n_jobs():
+    assert parallel_jobs(-1, 8) == 8
+    assert parallel_jobs(-2, 8) == 7
+    assert parallel_jobs(-20, 8) == 1
+    assert parallel_jobs(3, 8) == 3
+    assert parallel_jobs(0, 8) == 1
+
+
+def _hydra(*overrides):
+    """The composed hydra node (launcher, sweeper) for these overrides."""
+    from hydra import compose, initialize_config_dir
+
+    from sensoryforge.config import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="run"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True).hydra
+
+
+@pytest.mark.parametrize(
+    "overrides, n, size",
+    [
+        (["hydra/launcher=slurm"], 75, 38),  # 2 array tasks: at least 32 stimuli each
+        (["hydra/launcher=slurm"], 20, 20),  # a small sweep is one task
+        (["hydra/launcher=slurm"], 1_000, 33),  # 31 tasks
+        (["hydra/launcher=slurm"], 10_000, 157),  # one wave of 64 array tasks
+        (["hydra/launcher=slurm"], 100_000, 256),  # at most max_chunk_size
+        (["hydra/launcher=submitit_slurm"], 10_000, 40),  # 256 array tasks at a time
+        (["hydra/launcher=slurm", "hydra.sweeper.chunk_size=5"], 10_000, 5),  # explicit wins
+        (["hydra/launcher=slurm", "hydra.launcher.array_parallelism=2"], 1_000, 256),  # max wins
+        (["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], 75, 10),  # ~4 chunks per worker
+        ([], 75, 19),  # basic: one job at a time, still ~4 chunks
+    ],
+)
+def test_chunk_size_of_presets(overrides, n, size):
+    hc = _hydra(*overrides)
+    assert chunk_size(n, hc.sweeper, hc.launcher) == size
+
+
+def test_slurm_preset_values():
+    launcher = _hydra("hydra/launcher=slurm").launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb, launcher.array_parallelism) == (60, 4, 8, 64)
+    assert launcher.partition is None  # the cluster's default partition
+    assert parallelism(launcher) == (64, True)
+    par = _hydra("hydra/launcher=parallel").launcher
+    assert par._target_.endswith("JoblibLauncher") and par.n_jobs == -1
+    assert parallelism(par) == (available_cores(), False)
+
+
+@pytest.mark.slow
+def test_slurm_preset_dry_run(tmp_path):
+    """The command line shows the preset's chunking; a dry run needs no cluster and writes nothing."""
+    r = run_cli(["-m", "experiment=quickstart", "dry_run=true", "hydra/launcher=slurm"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "jobs: 2 (up to 38 stimuli each), 64 at a time" in r.stdout, r.stdout
+    assert not (tmp_path / "multirun").exists()

@@ -1,0 +1,175 @@
+"""A real Slurm cluster: sweeps through hydra/launcher=submitit_slurm (and the `slurm` preset).
+
+The session fixture starts a single-node cluster on this machine (scripts/slurm/cluster.py:
+munged, MariaDB, slurmdbd, slurmctld, slurmd, all private to a temporary folder) and stops it by
+PID at the end, whatever happened. Needs root and Debian's Slurm packages
+(`bash scripts/slurm/install.sh`); without them the tests skip, saying so, unless
+SENSORYFORGE_REQUIRE_SLURM=1 (CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TINY, cli_env
+from dataset_equal import assert_same_dataset, assert_same_responses, read_dataset
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REQUIRE = os.environ.get("SENSORYFORGE_REQUIRE_SLURM", "") not in ("", "0")
+
+# 12 stimuli: 3 amplitudes x 2 widths x 2 repetitions; on Slurm 4 array tasks of 3 stimuli each
+SWEEP = [*TINY, "stimulus.amplitude=10,20,30", "stimulus.sigma=0.5,1.0", "repetition=0,1"]
+ON_SLURM = ["hydra.sweeper.chunk_size=3", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"]
+
+
+def _cluster_module():
+    spec = importlib.util.spec_from_file_location("sensoryforge_slurm_cluster", ROOT / "scripts" / "slurm" / "cluster.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running single-node cluster; its `env` points Slurm's clients at it."""
+    cluster_mod = _cluster_module()
+    reason = cluster_mod.missing()
+    if reason:
+        if REQUIRE:
+            pytest.fail(f"SENSORYFORGE_REQUIRE_SLURM is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="sensoryforge-slurm-"))
+    cluster = cluster_mod.Cluster(root)
+    t0 = time.monotonic()
+    try:
+        cluster.start()  # stops whatever it started if it fails
+        print(f"\nslurm test cluster up in {time.monotonic() - t0:.1f} s ({root})")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_sweep(slurm, cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"]}
+    return subprocess.run([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def explain(r: subprocess.CompletedProcess, slurm) -> str:
+    return f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}\n{slurm.log_tail('slurmctld')}"
+
+
+def accounted(slurm, job_id: str, n: int, timeout: float = 30) -> dict[str, str]:
+    """task -> state of an array job in Slurm's accounting, once it lists `n` tasks (slurmctld
+    reports to slurmdbd asynchronously)."""
+    end = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id],
+                             env=slurm.env, capture_output=True, text=True, check=True).stdout
+        states = dict(line.split("|", 1) for line in out.split())
+        if len(states) >= n or time.monotonic() > end:
+            return states
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory):
+    """The reference: the same sweep with Hydra's basic launcher, in a folder of the same name."""
+    root = tmp_path_factory.mktemp("basic")
+    env = cli_env()
+    r = subprocess.run([sys.executable, "-m", "sensoryforge.run", "-m", *SWEEP, "hydra.sweep.dir=basic/sweep"],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root / "basic" / "sweep"
+
+
+def test_sweep_on_slurm_matches_basic_launcher(slurm, tmp_path, basic_sweep):
+    r = run_sweep(slurm, tmp_path, *SWEEP, "hydra/launcher=submitit_slurm", *ON_SLURM,
+                  "hydra.sweep.dir=slurm/sweep")
+    assert r.returncode == 0, explain(r, slurm)
+    sweep = tmp_path / "slurm" / "sweep"
+    data = assert_same_dataset(basic_sweep / "results.h5", sweep / "results.h5")
+    assert data["num_stimuli"] == 12
+
+    # it really ran as a 4-task Slurm array, 3 stimuli per task, and the terminal saw each end
+    jobs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/job.json")}
+    assert sorted(jobs) == ["stim_0000-0002", "stim_0003-0005", "stim_0006-0008", "stim_0009-0011"]
+    assert all(len(j["stimuli"]) == 3 for j in jobs.values())
+    assert {j["threads"] for j in jobs.values()} == {1}  # cpus_per_task
+    tasks = sorted(p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+    assert len(tasks) == 4 and len({t.split("_")[0] for t in tasks}) == 1, tasks
+    assert accounted(slurm, tasks[0].split("_")[0], 4) == {t: "COMPLETED" for t in tasks}
+    progress = [line for line in r.stdout.splitlines() if "finished (Slurm job" in line]
+    assert len(progress) == 4 and any("[4/4]" in line for line in progress), r.stdout[-3000:]
+
+
+def _kill_first_task_once_running(slurm, proc: subprocess.Popen, timeout: float = 120) -> str:
+    """Waits until the sweep's first array task runs, then cancels it with SIGKILL to all its
+    processes (a plain scancel sends SIGTERM first, which submitit's job ignores, so a short
+    task may still finish within KillWait). Returns the task's Slurm id."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        out = subprocess.run(["squeue", "-h", "-o", "%i %T"], env=slurm.env, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            task, state = line.split()
+            if task.endswith("_0") and state == "RUNNING":
+                subprocess.run(["scancel", "--full", "--signal=KILL", task], env=slurm.env, check=True)
+                return task
+        time.sleep(0.05)
+    raise AssertionError("the sweep's first array task was never seen running")
+
+
+def test_job_killed_on_slurm_is_recorded_then_redone(slurm, tmp_path, basic_sweep):
+    """An array task that dies (killed by scancel while it runs) does not stop the sweep: the other tasks
+    are waited for and their stimuli are in the dataset, the lost ones are in failed_stimuli with
+    Slurm's reason, the exit code is non-zero. Running the command again redoes only them, and
+    the dataset is then the basic launcher's, bit for bit."""
+    args = [*SWEEP, "hydra/launcher=slurm", *ON_SLURM, "hydra.sweeper.chunk_size=6", "hydra.launcher.mem_gb=1",
+            "hydra.launcher.array_parallelism=1",  # one task at a time: task 0 dies while task 1 waits
+            "hydra.sweep.dir=slurm/sweep"]
+    env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"]}
+    with subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL) as proc:
+        try:
+            task = _kill_first_task_once_running(slurm, proc)
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert r.returncode == 1, explain(r, slurm)
+    lost = [f"stim_{i:04d}" for i in range(6)]
+    assert all(f"  {sid}: " in stderr for sid in lost), explain(r, slurm)
+
+    sweep = tmp_path / "slurm" / "sweep"
+    failed = json.loads((sweep / "batch_metadata.json").read_text())["failed_stimuli"]
+    if isinstance(failed, list):  # [{stimulus_id, error}, ...]
+        failed = {f["stimulus_id"]: f["error"] for f in failed}
+    assert sorted(failed) == lost
+    for sid in lost:
+        error = failed[sid]
+        assert f"Slurm job {task}" in error and "CANCELLED" in error, error
+    data = read_dataset(sweep / "results.h5")
+    reference = read_dataset(basic_sweep / "results.h5")
+    kept = [f"stim_{i:04d}" for i in range(6, 12)]
+    assert sorted(data["responses"]) == kept and data["num_stimuli"] == 6
+    assert_same_responses(data, reference, kept)
+
+    # the same command again: only the lost chunk runs, and nothing is missing any more
+    rerun = run_sweep(slurm, tmp_path, *args)
+    assert rerun.returncode == 0, explain(rerun, slurm)
+    assert "skipped: stim_0006..stim_0011" in rerun.stdout + rerun.stderr, rerun.stdout[-3000:]
+    assert_same_dataset(basic_sweep / "results.h5", sweep / "results.h5")
