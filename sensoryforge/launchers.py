@@ -66,6 +66,8 @@ def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[J
     from hydra.core.singleton import Singleton
     from hydra.core.utils import filter_overrides
 
+    from sensoryforge.sweep import clock
+
     config = launcher.config
     executor = _executor(launcher)
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -108,7 +110,7 @@ def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[J
             log.info(
                 "[%d/%d] %s: %s (%s job %s) | elapsed %s | ETA %s",
                 finished, len(jobs), _chunk_name(job_overrides[i], initial_job_idx + i),
-                "finished" if ok else "FAILED", kind, job.job_id, _clock(elapsed), _clock(eta),
+                "finished" if ok else "FAILED", kind, job.job_id, clock(elapsed), clock(eta),
             )
         pending = still
         if pending:
@@ -144,10 +146,3 @@ def _chunk_name(overrides, idx: int) -> str:
         if o.startswith("chunk="):
             return o.split("=", 1)[1]
     return f"job #{idx}"
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections import OrderedDict
@@ -332,7 +333,7 @@ def chunk_specs(cfg: DictConfig, sweep_dir: Path):
         log.info(
             "[%d/%d] %s: %d stimuli in %.1f s%s | elapsed %s | ETA %s",
             done, total, cfg.chunk, len(specs), job["runtime_s"],
-            f" ({failed} failed)" if failed else "", _clock(elapsed), _clock(eta),
+            f" ({failed} failed)" if failed else "", clock(elapsed), clock(eta),
         )
 
     return specs, progress
@@ -353,7 +354,8 @@ def count_finished(sweep_dir: Path) -> int:
         os.close(fd)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """m:ss or h:mm:ss."""
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -396,7 +398,7 @@ def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str
     spikes = n_stimuli * steps * n * 0.005  # assume 10 Hz per afferent on average
     disk = spikes * SPIKE_BYTES * 2 / 2**20  # job files + dataset
     return (
-        f"~{_clock(seconds)} (~{per_stim * 1000:.0f} ms per stimulus, {min(parallel, n_jobs)} job(s) at a time), "
+        f"~{clock(seconds)} (~{per_stim * 1000:.0f} ms per stimulus, {min(parallel, n_jobs)} job(s) at a time), "
         f"peak memory ~{memory:.0f} MB per job, disk ~{disk:.0f} MB (at ~10 Hz per afferent)"
     )
 
@@ -526,7 +528,7 @@ def finish(sweep_dir: Path, points: list[Point], t0: float, fmt: str, name: str 
     ok = len(points) - len(failed)
     log.info(
         "sweep finished in %s: %d of %d stimuli ok, %d failed; dataset in %s",
-        _clock(time.time() - t0), ok, len(points), len(failed), sweep_dir,
+        clock(time.time() - t0), ok, len(points), len(failed), sweep_dir,
     )
     if failed:
         print(f"{len(failed)} failed stimuli:", file=sys.stderr)

@@ -8,11 +8,12 @@ import json
 import re
 
 import pytest
-from conftest import TINY, run_cli
 from dataset_equal import assert_same_dataset
 
 from sensoryforge.jobs import available_cores, parallel_jobs
 from sensoryforge.sweep import chunk_size, parallelism
+
+from conftest import TINY, run_cli
 
 # 12 stimuli: 3 amplitudes x 2 widths x 2 repetitions
 SWEEP = [*TINY, "stimulus.amplitude=10,20,30", "stimulus.sigma=0.5,1.0", "repetition=0,1"]

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, cli_env
 from dataset_equal import assert_same_dataset, assert_same_responses, read_dataset
+
+from conftest import ROOT, TINY, cli_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -9,11 +9,10 @@ import sys
 import time
 
 import h5py
-import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, TINY, cli_env
+from conftest import TINY, cli_env
 
 GRID = ["stimulus.amplitude=20,40", "stimulus.sigma=0.5,1.0", "repetition=range(2)"]  # 8 stimuli
 
