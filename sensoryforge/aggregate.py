@@ -41,6 +41,8 @@ SEED_KEYS = ("seed", "repetition")
 DATASET_FORMAT = "sensoryforge-dataset/1"
 # results.pt carries the intermediates (dense float tensors) only up to this total size
 PT_INTERMEDIATES_LIMIT_MB = 256.0
+PT_BYTES_PER_SPIKE = 17  # int64 (t, n) index pair + a bool value
+PT_WARN_MB = 256.0  # say so when results.pt's spikes alone need more memory than this
 # units of the arrays in responses/stim_NNNN (HDF5 attribute `unit`)
 UNITS = {"spikes": "bool", "drive": "rheobase units", "voltage": "mV (model units)",
          "stimulus_spatial": "kPa", "stimulus_temporal": "1 (dimensionless)"}
@@ -271,7 +273,9 @@ def write_hdf5(path: Path, items: list[Item], swept: list[str], meta: dict, inte
     spikes = NpzReader("spikes")
     inter = NpzReader("intermediates")
     try:
-        with h5py.File(tmp, "w") as f:
+        # HDF5 >= 1.10 file format: compact groups and attributes, 2-4x smaller than the 1.8 one
+        # for many small per-stimulus datasets (readable with HDF5 1.10 or newer: h5py >= 2.10)
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
             m = f.create_group("metadata")
             for k in ("batch_id", "num_stimuli", "num_failed", "format", "created"):
                 m.attrs[k] = meta[k]
@@ -292,9 +296,9 @@ def write_hdf5(path: Path, items: list[Item], swept: list[str], meta: dict, inte
                 for pop in POPS:
                     x = spikes.raster(it, pop)
                     big = x.size > 0
+                    rows = max(1, min(x.shape[0], 2**20 // max(x.shape[1], 1)))  # chunks <= 1 MiB
                     r.create_dataset(
-                        f"{pop}_spikes", data=x,
-                        chunks=(min(x.shape[0], 1024), x.shape[1]) if big else None,
+                        f"{pop}_spikes", data=x, chunks=(rows, x.shape[1]) if big else None,
                         compression="gzip" if big else None, compression_opts=4 if big else None,
                     )
                 if intermediates and "intermediates" in it.job["files"]:
@@ -353,8 +357,10 @@ def write_pytorch(
             entry: dict[str, Any] = {}
             for pop in POPS:
                 n, steps = it.job["counts"][pop], it.job["steps"]
-                flat = torch.from_numpy(spikes.flat(it, pop).astype(np.int64))
-                idx = torch.stack([flat // max(n, 1), flat % max(n, 1)])
+                flat = torch.from_numpy(spikes.flat(it, pop))
+                idx = torch.empty(2, flat.numel(), dtype=torch.int64)  # written in place: no temporaries
+                torch.div(flat, max(n, 1), rounding_mode="floor", out=idx[0])
+                torch.remainder(flat, max(n, 1), out=idx[1])
                 entry[f"{pop}_spikes"] = torch.sparse_coo_tensor(
                     idx, torch.ones(flat.numel(), dtype=torch.bool), (steps, n), is_coalesced=True,
                     check_invariants=False,
@@ -445,6 +451,11 @@ def aggregate(
         write_hdf5(out / "results.h5", items, swept, meta, intermediates)
         files.append("results.h5")
     if fmt in ("pytorch", "both"):
+        n_spikes = sum(sum(it.record.get("spike_counts", {}).values()) for it in items)
+        pt_mb = PT_BYTES_PER_SPIKE * n_spikes / 2**20
+        if pt_mb > PT_WARN_MB:
+            say(f"results.pt: {n_spikes} spikes = {pt_mb:.0f} MB of sparse indices, held in memory while "
+                "it is written and when it is loaded; results.h5 (--format hdf5) streams instead")
         meta["intermediates"] = write_pytorch(out / "results.pt", items, swept, meta, intermediates)
         files.append("results.pt")
     from sensoryforge import summarize

@@ -44,7 +44,7 @@ def holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def test(a: np.ndarray, b: np.ndarray) -> dict:
+def welch(a: np.ndarray, b: np.ndarray) -> dict:
     """Welch's t-test and Cohen's d of b against a (finite values only)."""
     a = a[np.isfinite(a)]
     b = b[np.isfinite(b)]
@@ -141,12 +141,12 @@ def compare(a_dirs, b_dirs, alpha: float = 0.05, bootstrap: int = 0, measures: l
             for m in common:
                 a = ra[m].to_numpy(dtype=float)[pa[p]]
                 b = rb[m].to_numpy(dtype=float)[pb[p]]
-                rows.append({"type": p[0], **dict(zip(keys, p[1:])), "measure": m, **test(a, b), "_a": a, "_b": b})
+                rows.append({"type": p[0], **dict(zip(keys, p[1:])), "measure": m, **welch(a, b), "_a": a, "_b": b})
     else:
         mode = "pooled"
         for m in common:
             a, b = ra[m].to_numpy(dtype=float), rb[m].to_numpy(dtype=float)
-            rows.append({"measure": m, **test(a, b), "_a": a, "_b": b})
+            rows.append({"measure": m, **welch(a, b), "_a": a, "_b": b})
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p"].to_numpy())
     table["significant"] = table["p_holm"] < alpha
@@ -176,7 +176,7 @@ def digest(table, mode, keys, A, B, na, nb, nm, alpha, bootstrap) -> str:
     ]
     if mode == "matched":
         on = ", ".join(["type", *keys])
-        lines.append(f"matched on {on}: {nm} points in both"
+        lines.append(f"matched on {on}: {nm} point{'s' if nm != 1 else ''} in both"
                      + (f" ({na - nm} of A's and {nb - nm} of B's have no match, left out)" if nm < max(na, nb) else ""))
     else:
         lines.append("no parameter point in common: every stimulus pooled per measure")
