@@ -138,7 +138,7 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 mode = sys.argv[1]
 if mode == "imports":
-    import torch, h5py, pandas, scipy.stats, matplotlib.pyplot  # noqa
+    import torch, h5py, pandas, scipy.special, matplotlib.pyplot  # noqa
     from sensoryforge import aggregate, summarize, plots  # noqa
 else:
     from sensoryforge.aggregate import main
@@ -172,7 +172,7 @@ def main() -> None:
     print(f"{args.stimuli} stimuli x T={STEPS} x N={n_total} ({COUNTS}); dense uint8 = {dense_mb:.0f} MB; "
           f"{os.cpu_count()} cores; work folder {work}")
     base = child("imports", Path("."), Path("."))
-    print(f"baseline: importing torch, h5py, pandas, scipy, matplotlib and sensoryforge = {base['rss_mb']:.0f} MB RSS\n")
+    print(f"baseline: importing torch, h5py, pandas, scipy.special, matplotlib and sensoryforge = {base['rss_mb']:.0f} MB RSS\n")
     head = (f"{'rates':>6} {'spikes/stim':>11} {'mean Hz':>8} {'format':>8} {'s/stim (ms)':>11} {'total s':>8}"
             f" {'peak MB':>8} {'h5 MB':>7} {'pt MB':>7} {'npz MB':>7} {'h5/dense':>9} {'pt/dense':>9}")
     print(head)

@@ -13,6 +13,9 @@ stimulus' rasters are in memory at a time. results.pt keeps only sparse spike in
 COO: 17 bytes per spike), the one part that grows with the number of spikes.
 
 Every file is written to a temporary name and renamed into place, so a file that exists is whole.
+Aggregating again into the same folder replaces the outputs; those of the earlier aggregation that
+this one does not write (a plot of another kind, results.pt after --format hdf5, summary.csv when
+no stimulus succeeded) are removed, so the folder never mixes two aggregations.
 The input folders only need their job folders (job.json + npz): no absolute paths are stored in
 them, so a sweep copied from a cluster aggregates the same anywhere.
 
@@ -216,14 +219,26 @@ class NpzReader:
     def __init__(self, name: str = "spikes"):
         self.name = name
         self._key: Path | None = None
+        self._path: Path | None = None
         self._z = None
 
     def __call__(self, it: Item):
         if self._key != it.job_dir:
             self.close()
-            self._z = np.load(it.job_dir / it.job["files"][self.name], allow_pickle=False)
-            self._key = it.job_dir
+            path = it.job_dir / it.job.get("files", {}).get(self.name, f"{self.name}.npz")
+            try:
+                self._z = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"{path}: cannot read it ({type(e).__name__}: {e}); re-run that job") from None
+            self._key, self._path = it.job_dir, path
         return self._z
+
+    def get(self, it: Item, name: str) -> np.ndarray:
+        z = self(it)
+        try:
+            return z[name]
+        except KeyError:
+            raise ConfigError(f"{self._path}: no array '{name}'; re-run that job") from None
 
     def close(self) -> None:
         if self._z is not None:
@@ -231,7 +246,7 @@ class NpzReader:
         self._z, self._key = None, None
 
     def flat(self, it: Item, pop: str) -> np.ndarray:
-        return self(it)[f"{it.record['id']}/{pop}"]
+        return self.get(it, f"{it.record['id']}/{pop}")
 
     def raster(self, it: Item, pop: str) -> np.ndarray:
         n, steps = it.job["counts"][pop], it.job["steps"]
@@ -385,6 +400,18 @@ def write_pytorch(
     return note
 
 
+def release_memory() -> None:
+    """Return freed heap memory to the OS (glibc keeps small freed blocks otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 # -- the whole aggregation -----------------------------------------------------------------------
 
 
@@ -458,6 +485,7 @@ def aggregate(
                 "it is written and when it is loaded; results.h5 (--format hdf5) streams instead")
         meta["intermediates"] = write_pytorch(out / "results.pt", items, swept, meta, intermediates)
         files.append("results.pt")
+        release_memory()  # the sparse tensors are gone: give their heap back before the tables
     from sensoryforge import summarize
 
     tables = summarize.write_tables(out, items, swept)
@@ -476,8 +504,20 @@ def aggregate(
             say(n)
     meta["files"] = files + ["batch_metadata.json"]
     meta["aggregation_runtime_s"] = round(time.perf_counter() - t0, 3)
+    stale = [f for f in previous_files(out) if f not in meta["files"]]
     atomic_write_json(out / "batch_metadata.json", meta)
+    for f in stale:  # an earlier aggregation's outputs that this one did not rewrite
+        (out / f).unlink(missing_ok=True)
     return meta
+
+
+def previous_files(out: Path) -> list[str]:
+    """Files an earlier aggregation into `out` listed as its own (plain names only)."""
+    try:
+        files = json.loads((out / "batch_metadata.json").read_text()).get("files", [])
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str) and f == Path(f).name and not f.startswith(".")]
 
 
 # -- command line --------------------------------------------------------------------------------

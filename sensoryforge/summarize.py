@@ -117,16 +117,15 @@ def consensus_table(items: list[Item], keys: list[str]) -> pd.DataFrame:
         for it in items:
             if "series" not in it.job.get("files", {}):
                 continue
-            z = reader(it)
             names = it.job["config"]["outcome"]["series"]
             point = tuple(_hashable(it.record["type"] if k == "type" else key_value(it, k)) for k in keys)
             a = acc.get(point)
             if a is None:
-                a = acc[point] = {"times": z["times"].astype(float), "n": 0,
+                a = acc[point] = {"times": reader.get(it, "times").astype(float), "n": 0,
                                   "mean": {}, "m2": {}, "names": list(names)}
             a["n"] += 1
             for s in names:
-                x = z[f"{it.record['id']}/{s}"].astype(float)
+                x = reader.get(it, f"{it.record['id']}/{s}").astype(float)
                 if s not in a["mean"]:
                     a["mean"][s], a["m2"][s] = np.zeros_like(x), np.zeros_like(x)
                 delta = x - a["mean"][s]

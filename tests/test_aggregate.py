@@ -239,6 +239,8 @@ def test_failed_stimuli_are_listed_and_exit_1(sweep, tmp_path, capsys):
     assert meta["num_stimuli"] == 11 and meta["failed_stimuli"] == [{"stimulus_id": "stim_0002", "error": "RuntimeError: boom"}]
     with h5py.File(broken / "results.h5") as f:
         assert "stim_0002" not in f["responses"] and len(f["responses"]) == 11
+    # the earlier aggregation's heatmap was not rewritten (--no-plots): removed, not left stale
+    assert (sweep / "heatmap.png").exists() and not (broken / "heatmap.png").exists()
 
 
 def test_mixed_batch_keeps_each_types_parameters_and_the_intermediates(tmp_path):
