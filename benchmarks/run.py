@@ -168,8 +168,14 @@ def main() -> None:
                 per[n] = r["wall"] / r["stimuli"]
                 lines.append(row(f"W4 {n}", r, "", None))
             per[10000] = results["W2"]["wall"] / results["W2"]["stimuli"]
+            walls = {100: results["W4_100"]["wall"], 1000: results["W4_1000"]["wall"], 10000: results["W2"]["wall"]}
+            # marginal cost: what each further stimulus adds, free of the fixed start-up
+            marginal = {
+                "100-1000": (walls[1000] - walls[100]) / 900,
+                "1000-10000": (walls[10000] - walls[1000]) / 9000,
+            }
             spread = max(per.values()) / min(per.values())
-            results["W4"] = {"per_stimulus_s": per, "max_over_min": spread}
+            results["W4"] = {"per_stimulus_s": per, "max_over_min": spread, "marginal_s": marginal}
         if "chunking" in only:
             grid = [*W2_GRID[:3], "repetition=range(4)"]  # 1,000 stimuli
             for label, chunk in (("chunked (auto)", 0), ("one stimulus per job", 1)):
@@ -188,8 +194,11 @@ def main() -> None:
         print(f"\nW2 dataset: {sizes} vs dense uint8 {r['dense_mb']:.0f} MB = {r['dataset_pct_of_dense']:.1f}%")
     if "W4" in results:
         per = results["W4"]["per_stimulus_s"]
+        m = results["W4"]["marginal_s"]
         print("W4 per-stimulus wall: " + ", ".join(f"{n}: {1000 * v:.1f} ms" for n, v in per.items())
-              + f"; max/min = {results['W4']['max_over_min']:.2f}")
+              + f"; max/min = {results['W4']['max_over_min']:.2f}; marginal per stimulus: "
+              + ", ".join(f"{k}: {1000 * v:.1f} ms" for k, v in m.items())
+              + f" (ratio {max(m.values()) / min(m.values()):.2f})")
     if "chunk_0" in results and "chunk_1" in results:
         a, b = results["chunk_0"], results["chunk_1"]
         print(f"chunking: {1000 * a['wall'] / a['stimuli']:.1f} ms vs {1000 * b['wall'] / b['stimuli']:.1f} ms "
