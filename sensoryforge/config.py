@@ -118,6 +118,11 @@ class Config:
     batch_file: str | None = param(None, "", None, "a batch YAML in the older format, run as a sweep")
     chunk: str | None = param(None, "", None, "set by the sweeper: which stimuli this job runs")
     fail_stimuli: list[str] = param([], "", None, "stimulus ids made to fail on purpose (tests)")
+    objective: str = param(
+        "primary", "", "in:primary,validation",
+        "what a job returns to Hydra's sweepers: outcome.primary, or the physiology battery's validation loss",
+    )
+    validation_checks: list[int] = param([], "", None, "battery checks in the validation loss; empty = all")
 
 
 def register_configs() -> None:
@@ -152,6 +157,10 @@ def check(cfg: DictConfig) -> None:
     from sensoryforge.pipeline import resolve_device
 
     resolve_device(cfg.pipeline.device)
+    if cfg.objective == "validation":
+        from sensoryforge.validate import parse_checks
+
+        parse_checks(list(cfg.validation_checks))
 
 
 def to_stimulus(node: Any) -> _stimuli.Stimulus:

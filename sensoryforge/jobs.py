@@ -36,7 +36,7 @@ log = logging.getLogger("sensoryforge")
 JOB_FILE = "job.json"
 FORMAT = "sensoryforge-job/1"
 # keys that change neither spikes nor outcomes; left out of fingerprints and datasets' configs
-NON_RESULT_KEYS = ("chunk", "dry_run", "fail_stimuli", "dataset", "batch_file")
+NON_RESULT_KEYS = ("chunk", "dry_run", "fail_stimuli", "dataset", "batch_file", "objective", "validation_checks")
 NON_RESULT_PIPELINE_KEYS = ("batch_size", "threads", "save_intermediates")
 
 

@@ -30,6 +30,10 @@ def task(cfg: DictConfig) -> Any:
     check(cfg)
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
+    if cfg.objective == "validation":  # calibration: the validation loss, no stimulus simulated
+        from sensoryforge.validate import objective
+
+        return objective(cfg, out)
     if cfg.chunk:
         specs, progress = sweep.chunk_specs(cfg, Path(hc.sweep.dir))
     else:
