@@ -119,8 +119,9 @@ class Config:
     chunk: str | None = param(None, "", None, "set by the sweeper: which stimuli this job runs")
     fail_stimuli: list[str] = param([], "", None, "stimulus ids made to fail on purpose (tests)")
     objective: str = param(
-        "primary", "", "in:primary,validation",
-        "what a job returns to Hydra's sweepers: outcome.primary, or the physiology battery's validation loss",
+        "primary", "", "in:primary,validation,validation_quick",
+        "what a job returns to Hydra's sweepers: outcome.primary, or the physiology battery's validation loss "
+        "(validation_quick: fewer afferents per experiment)",
     )
     validation_checks: list[int] = param([], "", None, "battery checks in the validation loss; empty = all")
 
@@ -157,7 +158,7 @@ def check(cfg: DictConfig) -> None:
     from sensoryforge.pipeline import resolve_device
 
     resolve_device(cfg.pipeline.device)
-    if cfg.objective == "validation":
+    if cfg.objective != "primary":
         from sensoryforge.validate import parse_checks
 
         parse_checks(list(cfg.validation_checks))

@@ -30,7 +30,7 @@ def task(cfg: DictConfig) -> Any:
     check(cfg)
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
-    if cfg.objective == "validation":  # calibration: the validation loss, no stimulus simulated
+    if cfg.objective != "primary":  # calibration: the validation loss, no stimulus simulated
         from sensoryforge.validate import objective
 
         return objective(cfg, out)

@@ -44,7 +44,7 @@ from sensoryforge.stimuli.probe import Probe
 from sensoryforge.stimuli.vibration import Vibration
 
 NAN = float("nan")
-MISSING_LOSS = 3.0  # loss of a criterion that could not be measured (no afferent, no spike...)
+MISSING_LOSS = 10.0  # loss of a criterion that could not be measured (no afferent, no spike...); also the cap
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -73,8 +73,10 @@ class Criterion:
         v = self.value
         if v is None or math.isnan(v):
             return MISSING_LOSS
+        if self.passed:
+            return 0.0
         if self.log:
-            if v <= 0:
+            if v <= 0:  # below a positive lower bound by an infinite factor
                 return MISSING_LOSS
             f = math.log10
             lo = f(self.lo) if self.lo > 0 else -math.inf
@@ -146,7 +148,7 @@ class Options:
     k_tuning: int = 3  # per class (SA, RA) in the frequency-tuning experiment
     k_map: int = 10  # SA and RA fields mapped (SA2: k_sa2)
     repetitions: int = 10  # check 6
-    map_step: float = 0.4  # mm, probe grid of the SA / RA field maps (SA2: twice)
+    map_step: float = 0.5  # mm, probe grid of the SA / RA field maps (SA2: twice)
     bisection_steps: int = 8
     batch: int = 64
 
@@ -394,10 +396,10 @@ def check_2(lab: Lab) -> Check:
     onset, hold, offset = e["onset"][:, strong], e["hold"][:, strong], e["offset"][:, strong]
     ratio = np.where(onset > 0, hold / np.maximum(onset, 1e-9), np.where(hold > 0, 1.0, NAN))
     c.criteria = [
-        Criterion("hold rate / onset rate (median, >= 20 kPa)", median(ratio), hi=0.05, scale=0.05),
+        Criterion("hold rate / onset rate (median, >= 20 kPa)", median(ratio), hi=0.05, scale=0.3, log=True),
         Criterion("afferents bursting at onset", float((onset > 0).mean()), lo=0.8, scale=0.2),
         Criterion("afferents bursting at offset", float((offset > 0).mean()), lo=0.8, scale=0.2),
-        Criterion("RA onset rate (median, >= 20 kPa)", median(onset), lo=20.0, unit="Hz", scale=20.0),
+        Criterion("RA onset rate (median, >= 20 kPa)", median(onset), lo=20.0, unit="Hz", scale=10.0),
     ]
     c.data = {"ramp_hold": exp_ramp_hold(lab)}
     return c
@@ -924,11 +926,19 @@ def validation_loss(cfg: DictConfig | dict, checks: Iterable[int] | str | None =
     return float(sum(c.loss for c in battery(cfg, checks, options)))
 
 
+def objective_results(cfg: DictConfig) -> list[Check]:
+    """The checks a config's objective asks for: `validation_checks` (all when empty), with the
+    QUICK sizes when objective=validation_quick."""
+    quick = cfg.get("objective") == "validation_quick"
+    return battery(cfg, list(cfg.get("validation_checks") or []) or None, QUICK if quick else None)
+
+
 def objective(cfg: DictConfig, out_dir: str | Path) -> float:
-    """The task's return value with `objective=validation` (calibration with Hydra's Optuna
-    sweeper): the validation loss of `validation_checks` (all when empty) on the job's config.
-    Writes validation.csv into the job's folder and prints one summary line."""
-    results = battery(cfg, list(cfg.validation_checks) or None)
+    """The task's return value with `objective=validation` (or `validation_quick`: QUICK sizes),
+    for calibration with Hydra's Optuna sweeper: the validation loss of `validation_checks` (all
+    when empty) on the job's config. Writes validation.csv into the job's folder and prints one
+    summary line."""
+    results = objective_results(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(results, out / "validation.csv")
@@ -1119,6 +1129,111 @@ def plot_battery(results: list[Check], path: Path) -> None:
     plt.close(fig)
 
 
+# -- calibration report -------------------------------------------------------------------------
+def calibration_report(sweep_dir: str | Path, quiet: bool = False) -> dict:
+    """Summarise an Optuna calibration sweep (experiment=calibrate): the loss of the mis-set start
+    (recomputed from the sweep's config), every trial's parameters and loss, the best trial; writes
+    calibration.png (loss per trial, parameters per trial, loss per check at start and best) and
+    calibration.csv into the sweep folder."""
+    from sensoryforge.config import load_config
+
+    sweep = Path(sweep_dir)
+    dirs = sorted((p for p in sweep.iterdir() if (p / ".hydra" / "hydra.yaml").exists() and p.name.isdigit()),
+                  key=lambda p: int(p.name))
+    if not dirs:
+        raise ConfigError(f"{sweep}: no trial folders (<n>/.hydra/hydra.yaml) of a calibration sweep")
+    hyd = OmegaConf.load(dirs[0] / ".hydra" / "hydra.yaml").hydra
+    specs = dict(hyd.sweeper.get("params") or {})
+    params, logs = list(specs), {n: "log" in str(v) for n, v in specs.items()}
+    # the start: the sweep's command line without the searched parameters
+    base = load_config([o for o in hyd.overrides.task if o.split("=", 1)[0] not in specs])
+    start_results = objective_results(base)
+    start = {n: OmegaConf.select(base, n) for n in params}
+    trials = []
+    for d in dirs:
+        f = d / "validation.csv"
+        if not f.exists():
+            continue
+        rows = list(csv.DictReader(open(f)))
+        over = OmegaConf.load(d / ".hydra" / "overrides.yaml")
+        values = dict(str(o).split("=", 1) for o in over)
+        per_check: dict[int, float] = {}
+        for r in rows:
+            per_check[int(r["check"])] = per_check.get(int(r["check"]), 0.0) + float(r["loss"])
+        trials.append({"trial": int(d.name), "loss": sum(per_check.values()), "per_check": per_check,
+                       **{n: float(values[n]) for n in params if n in values}})
+    start_loss = float(sum(c.loss for c in start_results))
+    best = min(trials, key=lambda t: t["loss"]) if trials else None
+    with open(sweep / "calibration.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial", *params, "loss"])
+        w.writerow(["start", *[start[n] for n in params], start_loss])
+        for t in trials:
+            w.writerow([t["trial"], *[t.get(n) for n in params], t["loss"]])
+    _plot_calibration(sweep / "calibration.png", params, logs, start, start_loss,
+                      {c.number: c.loss for c in start_results}, trials, best)
+    if not quiet:
+        print(f"start (mis-set): loss {start_loss:.3f}  " + "  ".join(f"{n}={fmt(start[n])}" for n in params))
+        for t in trials:
+            mark = "  <- best" if t is best else ""
+            print(f"trial {t['trial']:>3}: loss {t['loss']:8.3f}  "
+                  + "  ".join(f"{n}={fmt(t[n])}" for n in params if n in t) + mark)
+        if best is not None:
+            print(f"best trial {best['trial']}: loss {best['loss']:.3f} (start {start_loss:.3f}) -> "
+                  f"{sweep / 'calibration.png'}")
+    return {"start_loss": start_loss, "start": start, "trials": trials, "best": best}
+
+
+def _plot_calibration(path, params, logs, start, start_loss, start_checks, trials, best) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = max(len(params), 2)
+    fig = plt.figure(figsize=(4 * k, 8))
+    grid = fig.add_gridspec(2, k)
+    a0 = fig.add_subplot(grid[0, : k // 2 + k % 2])
+    a1 = fig.add_subplot(grid[0, k // 2 + k % 2 :])
+    n = [t["trial"] for t in trials]
+    loss = [t["loss"] for t in trials]
+    a0.axhline(start_loss, color="tab:red", ls="--", label=f"mis-set start ({start_loss:.2f})")
+    a0.plot(n, loss, "o", color="0.4", label="trial")
+    if loss:
+        a0.plot(n, np.minimum.accumulate(loss), "-", color="k", label=f"best so far ({min(loss):.2f})")
+    a0.set_yscale("symlog", linthresh=1.0)
+    a0.set_xlabel("trial")
+    a0.set_ylabel("validation loss")
+    a0.set_title("Optuna calibration: validation loss per trial")
+    a0.legend(fontsize=8)
+    numbers = sorted(start_checks)
+    x = np.arange(len(numbers))
+    a1.bar(x - 0.2, [start_checks[c] for c in numbers], 0.4, color="tab:red", label="mis-set start")
+    if best is not None:
+        a1.bar(x + 0.2, [best["per_check"].get(c, 0.0) for c in numbers], 0.4, color="k",
+               label=f"best (trial {best['trial']})")
+    for c in a1.containers:
+        a1.bar_label(c, fmt="%.2f", fontsize=7)
+    a1.set_xticks(x, [f"check {c}" for c in numbers])
+    a1.set_ylabel("loss")
+    a1.set_title("loss per check")
+    a1.legend(fontsize=8)
+    for i, name in enumerate(params):
+        a = fig.add_subplot(grid[1, i])
+        a.plot(n, [t.get(name, np.nan) for t in trials], "o-", ms=3, lw=0.8, color="0.3")
+        a.axhline(float(start[name]), color="tab:red", ls="--", label="mis-set start")
+        if best is not None:
+            a.plot([best["trial"]], [best[name]], "*", ms=14, color="k", label="best")
+        if logs.get(name):
+            a.set_yscale("log")
+        a.set_title(name, fontsize=9)
+        a.set_xlabel("trial")
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="sensoryforge-validate",
@@ -1128,7 +1243,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-o", "--out", type=Path, help="output folder (default: validation/<timestamp>)")
     p.add_argument("--checks", default=None, help="comma-separated check numbers (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer afferents and trials per experiment")
+    p.add_argument("--calibration", type=Path, metavar="SWEEP_DIR",
+                   help="instead: summarise an experiment=calibrate sweep (start vs trials, calibration.png)")
     args = p.parse_args(argv)
+    if args.calibration is not None:
+        try:
+            calibration_report(args.calibration)
+        except (ConfigError, OSError) as e:
+            print(f"sensoryforge-validate: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        return
     from sensoryforge.config import load_config
     from sensoryforge.preflight import compose_error
 
