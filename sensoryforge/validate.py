@@ -310,16 +310,16 @@ def exp_ramp_hold(lab: Lab) -> dict:
     for pop, idx in chosen.items():
         k, na = len(idx), len(AMPLITUDES)
         rows = [b for b, tg in enumerate(tags) if tg[0] == pop]
-        own = np.stack([sp[pop][b, :, tags[b][1]] for b in rows]) if rows else np.zeros((0, 1), bool)
-        own = own.reshape(k, na, -1) if rows else np.zeros((0, na, 1), bool)  # [afferent, amp, T]
+        T = sp[pop].shape[1]
+        own = np.stack([sp[pop][b, :, tags[b][1]] for b in rows]) if rows else np.zeros((0, T), bool)
+        own = own.reshape(k, na, T)  # [afferent, amplitude, time]
         def rate(a, b, own=own):
             i, j = int(round(a / lab.dt)), int(round(b / lab.dt))
             return own[:, :, i:j].sum(-1) / ((b - a) / 1000.0)
 
         bins = np.arange(t_on, t_off - 1e-9, 100.0)
         through = np.stack([rate(b0, b0 + 100.0) > 0 for b0 in bins], -1) if k else np.zeros((0, na, 1))
-        T = own.shape[-1]
-        psth = own[:, :, : T - T % nb].reshape(k, na, -1, nb).sum(-1) / (nb * lab.dt / 1000.0)
+        psth = own[:, :, : T - T % nb].reshape(k, na, T // nb, nb).sum(-1) / (nb * lab.dt / 1000.0)
         out[pop] = {
             "n": k,
             "hold": rate(t_on + 100.0, t_off),  # [k, na] Hz
@@ -911,7 +911,7 @@ def battery(
             try:
                 r = CHECKS[n](lab)
             except Exception as e:  # noqa: BLE001 - a crashing check is a failing check
-                r = Check(n, CHECKS[n].__name__, "", error=f"{type(e).__name__}: {e}")
+                r = Check(n, SHORT.get(n, CHECKS[n].__name__), "", error=f"{type(e).__name__}: {e}")
             r.seconds = time.perf_counter() - t0
             results[n] = r
             if progress:

@@ -108,7 +108,7 @@ def test_run_battery_writes_csv_and_png_from_a_plain_dict_config(tmp_path):
     assert all(r["passed"] == "True" for r in rows)
     assert (tmp_path / "v" / "validation.png").stat().st_size > 10_000
     bad = dict(stored, neurons={**stored["neurons"], "sa": {**stored["neurons"]["sa"], "count": 300}})
-    assert validate.run_battery(bad, tmp_path / "w", checks=[10], quiet=True) is False
+    assert validate.run_battery(OmegaConf.create(bad), tmp_path / "w", checks=[10], quiet=True) is False
 
 
 def test_cli_prints_pass_fail_and_exits_by_the_result(tmp_path):
