@@ -177,8 +177,7 @@ class Lab:
         self.cache: dict[str, Any] = {}
         self.min_isi = math.inf  # ms, over every spike train simulated
         self.trains = 0
-        base = self.sim(self.dt * 2)
-        self.base = base
+        base = self.sim(self.dt * 2)  # any duration: the population is the same
         self.extent = base.grid.extent
         self.counts = {p.name: p.count for p in base.populations}
         self.pops = {p.name: p for p in base.populations}
@@ -193,9 +192,6 @@ class Lab:
             pl = OmegaConf.merge(self.cfg.pipeline, {"duration": d})
             self._sims[d] = Simulator(pl, self.cfg.neurons)
         return self._sims[d]
-
-    def steps(self, ms: float) -> int:
-        return int(round(ms / self.dt))
 
     def weights(self, pop: str) -> torch.Tensor:
         """Dense receptive-field weights [n, H*W] (float64, rows sum to 1)."""
@@ -325,7 +321,6 @@ def exp_ramp_hold(lab: Lab) -> dict:
             "hold": rate(t_on + 100.0, t_off),  # [k, na] Hz
             "onset": rate(T_PRE, T_PRE + T_RAMP + 30.0),
             "offset": rate(t_off, t_off + T_RAMP + 30.0),
-            "rest": rate(0.0, T_PRE),
             "through": through.all(-1) if k else np.zeros((0, na), bool),  # fires in every 100 ms of the hold
             "psth": psth,  # [k, na, bins] Hz
             "psth_dt": nb * lab.dt,
@@ -698,7 +693,7 @@ def exp_fields(lab: Lab) -> dict:
             hot = fine[int(np.argmax(s_fine))]
             s = sensitivity(lab, w[j], pos, sigma)
             keep = s >= s_fine.max() / MAP_FACTOR**2
-            items.append((pop, j, hot, pos[keep], step, int(keep.size)))
+            items.append((pop, j, hot, pos[keep], step))
     if not items:
         out = {p: np.zeros(0) for p in chosen}
         lab.cache["fields"] = out
@@ -728,7 +723,7 @@ def exp_fields(lab: Lab) -> dict:
     out: dict[str, Any] = {p: [] for p in chosen}
     maps = {}
     owner = np.asarray(owner, dtype=np.int64)
-    for i, (pop, j, hot, pos, step, _) in enumerate(items):
+    for i, (pop, j, hot, pos, step) in enumerate(items):
         if not np.isfinite(thr[i]):
             out[pop].append(0.0)
             continue
