@@ -281,7 +281,11 @@ def test_mixed_batch_keeps_each_types_parameters_and_the_intermediates(tmp_path)
 
 
 def test_validate_calls_the_battery_with_the_datasets_config(sweep, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "sensoryforge.validate", None)  # as if not installed
+    import sensoryforge
+
+    # as if not installed: `from sensoryforge import validate` reads the package attribute first
+    monkeypatch.delattr(sensoryforge, "validate", raising=False)
+    monkeypatch.setitem(sys.modules, "sensoryforge.validate", None)
     with pytest.raises(SystemExit) as e:
         main([str(sweep), "-o", str(tmp_path / "v0"), "--validate"])
     assert e.value.code == 2
@@ -295,6 +299,7 @@ def test_validate_calls_the_battery_with_the_datasets_config(sweep, tmp_path, mo
     fake.result = False
     fake.run_battery = lambda cfg, out_dir: calls.append((cfg, out_dir)) or fake.result
     monkeypatch.setitem(sys.modules, "sensoryforge.validate", fake)
+    monkeypatch.setattr(sensoryforge, "validate", fake, raising=False)
     with pytest.raises(SystemExit) as e:
         main([str(sweep), "-o", str(tmp_path / "v1"), "--validate", "--no-plots", "--format", "hdf5"])
     assert e.value.code == 1 and "validation: FAIL" in capsys.readouterr().out
