@@ -60,13 +60,15 @@ def series(spikes: dict[str, torch.Tensor], names: list[str], dt: float, bin_ms:
     widths = torch.full((n_bins,), float(k), dtype=torch.float64)
     widths[-1] = T - k * (n_bins - 1)
     times = torch.cumsum(widths, 0) * dt
-    out = {}
+    out, binned = {}, {}
     for name in names:
         pop, kind = name.rsplit("_", 1)
         s = spikes[pop]
-        per_step = s.sum(-1, dtype=torch.int64).cpu()  # [B, T]
-        padded = torch.nn.functional.pad(per_step, (0, n_bins * k - T))
-        counts = padded.view(B, n_bins, k).sum(-1).to(torch.float64)
+        if pop not in binned:  # population spikes per bin, shared by its rate and count
+            per_step = s.sum(-1, dtype=torch.int64).cpu()  # [B, T]
+            padded = torch.nn.functional.pad(per_step, (0, n_bins * k - T))
+            binned[pop] = padded.view(B, n_bins, k).sum(-1).to(torch.float64)
+        counts = binned[pop]
         if kind == "rate":
             n = max(s.shape[-1], 1)
             out[name] = counts / (n * widths * dt / 1000.0)

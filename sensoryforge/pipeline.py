@@ -251,26 +251,46 @@ class Simulator:
         return spatial.to(self.device, self.dtype), temporal.to(self.device, self.dtype)
 
     def drive(self, stim: Stimulus) -> tuple[torch.Tensor, tuple]:
-        """Filtered drive [T, N_total] (rheobase units) for one stimulus, and its factors."""
+        """Filtered drive [T, N_total] (rheobase units) for one stimulus, and its factors.
+
+        Filters act on the K temporal factors; the rectified velocity paths need the pooled
+        signal per afferent, except for a separable stimulus (K = 1): pooled pressure is then
+        temporal(t) * coef(n) with coef >= 0, so rectifying the [T] time course is the same and
+        the drive is one outer product."""
         spatial, temporal = self.factors(stim)
         flat = spatial.reshape(spatial.shape[0], -1)  # [K, H*W]
         spectrum = torch.fft.rfft(temporal.T.to(self.fft_dtype), n=self.nfft)  # [K, F]
         out = torch.empty(self.steps, self.n_total, device=self.device, dtype=self.dtype)
+
+        def filtered(transfer: torch.Tensor) -> torch.Tensor:  # [T, K]
+            return torch.fft.irfft(spectrum * transfer, n=self.nfft)[:, : self.steps].T.to(self.dtype)
+
         for p in self.populations:
             if p.count == 0:
                 continue
             f = p.cfg.filter
             coef = (p.weights @ flat.T).T  # [K, n]: pooled kPa per unit of each factor
             lp, vel = self.transfer[p.name]
-            d = torch.zeros(self.steps, p.count, device=self.device, dtype=self.dtype)
-            if f.w_static > 0:
-                s = torch.fft.irfft(spectrum * lp, n=self.nfft)[:, : self.steps].to(self.dtype)
-                d += f.w_static * (s.T @ coef)
-            if f.w_on > 0 or f.w_off > 0:
-                v = torch.fft.irfft(spectrum * vel, n=self.nfft)[:, : self.steps].to(self.dtype)
-                v = v.T @ coef
-                d += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
-            out[:, p.offset : p.offset + p.count] = p.cfg.gain * d + p.cfg.bias
+            dynamic = f.w_on > 0 or f.w_off > 0
+            cols = out[:, p.offset : p.offset + p.count]
+            if coef.shape[0] == 1 and bool((coef >= 0).all()):
+                course = torch.zeros(self.steps, device=self.device, dtype=self.dtype)
+                if f.w_static > 0:
+                    course += f.w_static * filtered(lp)[:, 0]
+                if dynamic:
+                    v = filtered(vel)[:, 0]
+                    course += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
+                torch.outer(p.cfg.gain * course, coef[0], out=cols)
+            else:
+                d = torch.zeros(self.steps, p.count, device=self.device, dtype=self.dtype)
+                if f.w_static > 0:
+                    d += f.w_static * (filtered(lp) @ coef)
+                if dynamic:
+                    v = filtered(vel) @ coef
+                    d += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
+                torch.mul(d, p.cfg.gain, out=cols)
+            if p.cfg.bias:
+                cols += p.cfg.bias
         return out, (spatial, temporal)
 
     def noise(self, seed: int) -> torch.Tensor:

@@ -191,3 +191,36 @@ def test_population_seed_changes_the_layout_not_the_noise_seed(tiny):
     b = Simulator(cfg.pipeline, cfg.neurons)
     assert not torch.equal(a.populations[0].positions, b.populations[0].positions)
     assert torch.equal(a.noise(5), b.noise(5))
+
+
+def test_a_new_stimulus_type_is_one_registered_dataclass():
+    """What a user writes in one new file of sensoryforge/stimuli/: usable at once as stimulus=ring."""
+    from dataclasses import dataclass
+
+    from sensoryforge.params import param
+    from sensoryforge.stimuli import register
+    from sensoryforge.stimuli.base import RampAndHold
+
+    @register("ring_test")
+    @dataclass
+    class Ring(RampAndHold):
+        amplitude: float = param(20.0, "kPa", ">=0", "peak pressure on the ring")
+        radius: float = param(1.5, "mm", ">0", "ring radius")
+        width: float = param(0.3, "mm", ">0", "ring width (sd)")
+
+        def profile(self, x, y):
+            r = torch.sqrt(x**2 + y**2)
+            return self.amplitude * torch.exp(-((r - self.radius) ** 2) / (2 * self.width**2))
+
+    try:
+        cfg = load_config([*TINY, "stimulus=ring_test", "stimulus.radius=2.0"])
+        stim = to_stimulus(cfg.stimulus)
+        assert isinstance(stim, Ring) and stim.radius == 2.0 and stim.type_name == "ring_test"
+        res = Simulator(cfg.pipeline, cfg.neurons).run([stim], [0])
+        assert sum(int(v.sum()) for v in res.spikes.values()) > 0
+        from sensoryforge.params import ConfigError
+
+        with pytest.raises(ConfigError, match="stimulus.width=-1.0: must be > 0 mm"):
+            to_stimulus(load_config([*TINY, "stimulus=ring_test", "stimulus.width=-1"]).stimulus)
+    finally:
+        REGISTRY.pop("ring_test")
