@@ -29,6 +29,11 @@ BYTES_PER_ELEMENT = 14
 AUTO_BATCH_BYTES = 256 * 2**20
 
 
+def auto_batch(steps: int, afferents: int) -> int:
+    """Stimuli per batch that keep the spiking loop's tensors within AUTO_BATCH_BYTES."""
+    return max(1, min(256, AUTO_BATCH_BYTES // (steps * max(afferents, 1) * BYTES_PER_ELEMENT)))
+
+
 def noise_seed(seed: int, repetition: int) -> int:
     """The trial's noise seed: a hash of (seed, repetition), so seeds never collide across them."""
     return int(np.random.SeedSequence([int(seed), int(repetition)]).generate_state(1, np.uint64)[0] >> 1)
@@ -243,8 +248,7 @@ class Simulator:
 
     # -- simulation ------------------------------------------------------------------------
     def auto_batch(self) -> int:
-        per_stim = self.steps * max(self.n_total, 1) * BYTES_PER_ELEMENT
-        return max(1, min(256, AUTO_BATCH_BYTES // per_stim))
+        return auto_batch(self.steps, self.n_total)
 
     def factors(self, stim: Stimulus) -> tuple[torch.Tensor, torch.Tensor]:
         spatial, temporal = stim.factors(self.x, self.y, self.times)

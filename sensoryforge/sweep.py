@@ -375,31 +375,40 @@ def point_of(task_overrides) -> dict[str, str]:
 
 # -- estimates (dry run) ------------------------------------------------------------------------
 
-# Measured on the reference 2-core machine (benchmarks/run.py): seconds per stimulus step per
-# afferent in the spiking loop, and per step of a batch (Python and dispatch overhead).
-SEC_PER_ELEMENT_STEP = 6e-9
+# Measured on the reference 2-core machine (benchmarks/RESULTS.md, W1-W4): seconds per stimulus,
+# step and afferent (drive, noise, spiking loop, outcomes), per step of a batch (Python and
+# dispatch overhead of the spiking loop), per Hydra job, per stimulus to write the dataset, and the
+# fixed start-up (Python, torch, Hydra). Bytes on disk per spike (job files, results.pt and
+# results.h5 together) and per stimulus (records, attributes, index), at an assumed mean rate.
+SEC_PER_ELEMENT_STEP = 1.5e-8
 SEC_PER_BATCH_STEP = 1.2e-4
-SEC_PER_JOB = 1.0  # Hydra composition, building the population, writing files
+SEC_PER_JOB = 0.5
+SEC_PER_STIMULUS_DATASET = 5e-3
+SEC_STARTUP = 3.5
 BASE_MEMORY_MB = 450  # python + torch + hydra
-SPIKE_BYTES = 2.5  # compressed bytes per spike on disk (flat int32 indices)
+DISK_BYTES_PER_SPIKE, DISK_BYTES_PER_STIMULUS, ASSUMED_RATE_HZ = 25, 2048, 2.0
 
 
 def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
-    from sensoryforge.pipeline import AUTO_BATCH_BYTES, BYTES_PER_ELEMENT
+    from sensoryforge.pipeline import BYTES_PER_ELEMENT, auto_batch
 
     steps = max(1, round(cfg.pipeline.duration / cfg.pipeline.dt))
     n = sum(getattr(cfg.neurons, p).count for p in ("sa", "ra", "sa2"))
-    per_stim_bytes = steps * max(n, 1) * BYTES_PER_ELEMENT
-    batch = cfg.pipeline.batch_size or max(1, min(256, AUTO_BATCH_BYTES // per_stim_bytes))
+    batch = cfg.pipeline.batch_size or auto_batch(steps, n)
     batch = min(batch, max(1, math.ceil(n_stimuli / max(n_jobs, 1))))
     per_stim = SEC_PER_ELEMENT_STEP * steps * n + SEC_PER_BATCH_STEP * steps / batch
-    seconds = (n_stimuli * per_stim + n_jobs * SEC_PER_JOB) / max(1, min(parallel, n_jobs))
-    memory = BASE_MEMORY_MB + batch * per_stim_bytes / 2**20
-    spikes = n_stimuli * steps * n * 0.005  # assume 10 Hz per afferent on average
-    disk = spikes * SPIKE_BYTES * 2 / 2**20  # job files + dataset
+    at_once = max(1, min(parallel, n_jobs))
+    seconds = (
+        SEC_STARTUP
+        + (n_stimuli * per_stim + n_jobs * SEC_PER_JOB) / at_once
+        + n_stimuli * SEC_PER_STIMULUS_DATASET
+    )
+    memory = BASE_MEMORY_MB + batch * steps * max(n, 1) * BYTES_PER_ELEMENT / 2**20
+    spikes = n_stimuli * n * ASSUMED_RATE_HZ * steps * cfg.pipeline.dt / 1000.0
+    disk = (spikes * DISK_BYTES_PER_SPIKE + n_stimuli * DISK_BYTES_PER_STIMULUS) / 2**20
     return (
-        f"~{clock(seconds)} (~{per_stim * 1000:.0f} ms per stimulus, {min(parallel, n_jobs)} job(s) at a time), "
-        f"peak memory ~{memory:.0f} MB per job, disk ~{disk:.0f} MB (at ~10 Hz per afferent)"
+        f"~{clock(seconds)} (~{per_stim * 1000:.0f} ms per stimulus, {at_once} job(s) at a time), "
+        f"peak memory ~{memory:.0f} MB per job, disk ~{disk:.0f} MB (at ~{ASSUMED_RATE_HZ:g} Hz per afferent)"
     )
 
 
