@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from sensoryforge.jobs import JOB_FILE, atomic_write_json, read_job
+from sensoryforge.jobs import JOB_FILE, atomic_write_json, dense_spikes, read_job
 from sensoryforge.params import ConfigError
 
 POPS = ("sa", "ra", "sa2")
@@ -249,13 +249,7 @@ class NpzReader:
         return self.get(it, f"{it.record['id']}/{pop}")
 
     def raster(self, it: Item, pop: str) -> np.ndarray:
-        n, steps = it.job["counts"][pop], it.job["steps"]
-        out = np.zeros(steps * n, dtype=bool)
-        out[self.flat(it, pop)] = True
-        return out.reshape(steps, n)
-
-
-SpikeReader = NpzReader  # older name
+        return dense_spikes(self.flat(it, pop), it.job["steps"], it.job["counts"][pop])
 
 
 # -- writers -------------------------------------------------------------------------------------
