@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from sensoryforge.jobs import JOB_FILE, atomic_write_json, dense_spikes, read_job
+from sensoryforge.config import POPULATIONS as POPS
+from sensoryforge.config import SEED_KEYS
+from sensoryforge.jobs import JOB_FILE, atomic_write_json, dense_spikes, read_job, tmp_path
 from sensoryforge.params import ConfigError
 
-POPS = ("sa", "ra", "sa2")
-SEED_KEYS = ("seed", "repetition")
 DATASET_FORMAT = "sensoryforge-dataset/1"
 # results.pt carries the intermediates (dense float tensors) only up to this total size
 PT_INTERMEDIATES_LIMIT_MB = 256.0
@@ -253,10 +253,6 @@ class NpzReader:
 
 
 # -- writers -------------------------------------------------------------------------------------
-
-
-def tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
 def _attr(v):

@@ -20,6 +20,7 @@ from sensoryforge.neurons import AdExParams, IzhikevichParams, LIFParams
 from sensoryforge.params import ConfigError, check_fields, param
 
 POPULATIONS = ("sa", "ra", "sa2")
+SEED_KEYS = ("seed", "repetition")  # per-trial keys: no parameter point of their own
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-POPS = ("sa", "ra", "sa2")
+from sensoryforge.config import POPULATIONS as POPS
+
 _NOT_LABELS = {"seed", "repetition", "noise_seed", "stimulus", "type", "source", "stimulus_id"}
 
 

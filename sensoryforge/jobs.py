@@ -56,9 +56,14 @@ class StimSpec:
         return noise_seed(self.seed, self.repetition)
 
 
+def tmp_path(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place (hidden, per process)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
 def atomic_write_bytes(path: Path, write) -> None:
     """Write through `write(file)` into a temporary file, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = tmp_path(path)
     with open(tmp, "wb") as f:
         write(f)
         f.flush()

@@ -28,7 +28,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sensoryforge.aggregate import POPS, SEED_KEYS, collect, tmp_path  # noqa: E402
+from sensoryforge.aggregate import collect  # noqa: E402
+from sensoryforge.config import POPULATIONS as POPS  # noqa: E402
+from sensoryforge.config import SEED_KEYS  # noqa: E402
+from sensoryforge.jobs import tmp_path  # noqa: E402
 from sensoryforge.params import ConfigError  # noqa: E402
 
 COLORS = {"sa": "#1f77b4", "ra": "#d62728", "sa2": "#2ca02c"}

@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit  # scipy.stats would add ~50 MB of imports to every aggregation
 
-from sensoryforge.aggregate import SEED_KEYS, Item, NpzReader, key_value, point_keys, tmp_path
+from sensoryforge.aggregate import Item, NpzReader, key_value, point_keys
+from sensoryforge.config import SEED_KEYS
+from sensoryforge.jobs import tmp_path
 
 
 @dataclass

@@ -32,7 +32,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from sensoryforge.config import Config, check, to_stimulus
+from sensoryforge.config import POPULATIONS, SEED_KEYS, Config, check, to_stimulus
 from sensoryforge.jobs import (
     JOB_FILE,
     StimSpec,
@@ -48,7 +48,6 @@ from sensoryforge.params import ConfigError, check_fields, check_value
 log = logging.getLogger("sensoryforge")
 
 PLAN_FILE = "sweep_plan.json"
-SEED_KEYS = ("seed", "repetition")
 NOT_A_POINT = ("dry_run", "batch_file")  # command-line switches, not part of any stimulus
 
 
@@ -393,7 +392,7 @@ def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str
     from sensoryforge.pipeline import BYTES_PER_ELEMENT, auto_batch
 
     steps = max(1, round(cfg.pipeline.duration / cfg.pipeline.dt))
-    n = sum(getattr(cfg.neurons, p).count for p in ("sa", "ra", "sa2"))
+    n = sum(getattr(cfg.neurons, p).count for p in POPULATIONS)
     batch = cfg.pipeline.batch_size or auto_batch(steps, n)
     batch = min(batch, max(1, math.ceil(n_stimuli / max(n_jobs, 1))))
     per_stim = SEC_PER_ELEMENT_STEP * steps * n + SEC_PER_BATCH_STEP * steps / batch

@@ -638,12 +638,12 @@ def check_7(lab: Lab) -> Check:
     c = Check(7, f"Receptive fields mapped with a point probe at {MAP_FACTOR:g}x threshold",
               "Johansson & Vallbo 1980, Brain Res 184:353")
     e = exp_fields(lab)
-    areas = {p: e[p] for p in ("sa", "ra", "sa2")}
+    areas = {p: e[p] for p in POPULATIONS}
     if any(len(v) == 0 for v in areas.values()):
         c.error = "a population has no afferent"
         c.data = e
         return c
-    sa, ra, sa2 = (median(areas[p]) for p in ("sa", "ra", "sa2"))
+    sa, ra, sa2 = (median(areas[p]) for p in POPULATIONS)
     c.criteria = [
         Criterion("SA median field area", sa, lo=9.0, hi=15.0, unit="mm^2", scale=0.1, log=True),
         Criterion("RA median field area", ra, lo=9.0, hi=15.0, unit="mm^2", scale=0.1, log=True),
@@ -1043,7 +1043,7 @@ def _plot_battery(results: list[Check], path: Path) -> None:
         a.legend(fontsize=8)
         a = panel(1, f"Adaptation: ramp-and-hold {REFERENCE:g} kPa (mean PSTH)")
         m = list(AMPLITUDES).index(REFERENCE)
-        for pop in ("sa", "ra", "sa2"):
+        for pop in POPULATIONS:
             if rh[pop]["n"]:
                 y = rh[pop]["psth"][:, m].mean(0)
                 t = (np.arange(y.size) + 0.5) * rh[pop]["psth_dt"]
@@ -1108,7 +1108,7 @@ def _plot_battery(results: list[Check], path: Path) -> None:
         d = by[7].data
         a = panel(6, f"7. Field areas at {MAP_FACTOR:g}x threshold")
         a.axhspan(9, 15, color="0.85", label="SA, RA expected")
-        for k, pop in enumerate(("sa", "ra", "sa2")):
+        for k, pop in enumerate(POPULATIONS):
             v = np.asarray(d.get(pop, []))
             if v.size:
                 a.scatter(np.full(v.size, k) + np.linspace(-0.15, 0.15, v.size), v, color=COLORS[pop], s=14)
