@@ -1,75 +1,91 @@
-"""`sensoryforge`: the one Hydra task (a single simulation, or one chunk of a sweep).
+"""`sensoryforge`: the one Hydra task. A job simulates a list of stimuli: one (a single run, or a job
+of another sweeper such as Optuna) or a chunk of SensoryForge's sweeper (read from the sweep's plan).
 
-`main()` checks the command line before Hydra starts (so bad input stops with one line, a
-non-zero exit and no output folder), then hands over to Hydra.
+`main()` checks the command line before Hydra starts (cli/preflight.py: bad input stops with one
+line, a non-zero exit and no output folder), then hands over to Hydra.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sensoryforge.config import CONF_DIR  # importing config registers the schemas with Hydra
-from sensoryforge.params import ConfigError
+from sensoryforge.cli.preflight import preflight
+from sensoryforge.config import CONF_DIR, check
+from sensoryforge.core.params import ConfigError
+from sensoryforge.core.response import Response
+from sensoryforge.job import run, spec_from_config, spec_from_plan
+from sensoryforge.sweep import progress
+from sensoryforge.sweep.launchers import configure_threads
+from sensoryforge.sweep.plan import chunk_entries, load_plan
 
 log = logging.getLogger("sensoryforge")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def task(cfg: DictConfig) -> Any:
-    from sensoryforge import jobs, sweep
-    from sensoryforge.config import check
-
+def task(cfg: DictConfig) -> float:
+    """One Hydra job. Returns `outcome.primary`: its stimulus' value, or the mean over the chunk's
+    successful stimuli (NaN where undefined); with objective=validation (calibration) the
+    battery's validation loss instead, and no stimulus is simulated."""
     check(cfg)
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
-    if cfg.objective != "primary":  # calibration: the validation loss, no stimulus simulated
-        from sensoryforge.validate import objective
+    if cfg.objective != "primary":
+        from sensoryforge.physiology.calibration import objective
 
         return objective(cfg, out)
+    configure_threads(cfg.pipeline.threads)
     if cfg.chunk:
-        specs, progress = sweep.chunk_specs(cfg, Path(hc.sweep.dir))
+        sweep_dir = Path(hc.sweep.dir)
+        plan = load_plan(sweep_dir)
+        specs = [spec_from_plan(cfg, e) for e in chunk_entries(plan, cfg.chunk)]
     else:
-        multirun = hc.mode == RunMode.MULTIRUN
-        sid = f"stim_{hc.job.num:04d}" if multirun else "stim_0000"
-        specs, progress = [jobs.spec_from_config(cfg, sid, sweep.point_of(hc.overrides.task))], None
-    jobs.configure_threads(cfg)
-    job = jobs.run(cfg, specs, out)
-    if progress is not None:
-        progress(job)
+        sid = f"stim_{hc.job.num:04d}" if hc.mode == RunMode.MULTIRUN else "stim_0000"
+        specs = [spec_from_config(cfg, sid, point_of(hc.overrides.task))]
+    job = run(cfg, specs, out)
+    failed = [s for s in job["stimuli"] if s["status"] != "ok"]
+    if cfg.chunk:
+        progress.report(sweep_dir, plan, cfg.chunk, job)
+    elif failed:
+        raise RuntimeError(failed[0].get("error", "simulation failed"))
     else:
         print(summary(job, out), flush=True)
-    primary = cfg.outcome.primary
-    values = {s["id"]: s.get("measures", {}).get(primary) for s in job["stimuli"]}
-    failed = [s for s in job["stimuli"] if s["status"] != "ok"]
-    if failed and not cfg.chunk:
-        raise RuntimeError(failed[0].get("error", "simulation failed"))
-    return values if cfg.chunk else values[specs[0].id]
+    values = [s["measures"].get(cfg.outcome.primary) for s in job["stimuli"] if s["status"] == "ok"]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else math.nan
+
+
+def point_of(task_overrides) -> dict:
+    """A single run's overrides as its sweep point: key -> value (parsed)."""
+    overrides = OverridesParser.create().parse_overrides([str(o) for o in task_overrides])
+    return {o.key_or_group: o.value() for o in overrides if not o.is_hydra_override()}
 
 
 def summary(job: dict, out: Path) -> str:
-    s = job["stimuli"][0]
-    params = " ".join(f"{k}={v}" for k, v in s["params"].items())
-    seconds = job["steps"] * job["dt"] / 1000.0
-    lines = [f"{s['type']}: {params}", f"seed={s['seed']} repetition={s['repetition']} (noise seed {s['noise_seed']})"]
+    """What a single run prints: the stimulus, its seeds, and per population its afferents,
+    spikes, mean and highest rate."""
     import numpy as np
 
+    s = job["stimuli"][0]
+    params = " ".join(f"{k}={v}" for k, v in s["params"].items())
+    lines = [f"{s['type']}: {params}", f"seed={s['seed']} repetition={s['repetition']} (noise seed {s['noise_seed']})"]
     with np.load(out / job["files"]["spikes"]) as z:
-        for pop, n in job["counts"].items():
-            flat = z[f"{s['id']}/{pop}"]
-            per = np.bincount(flat % n, minlength=n) if n else np.zeros(0)
-            mean = per.mean() / seconds if n else 0.0
-            peak = per.max() / seconds if n else 0.0
-            lines.append(
-                f"  {pop.upper():<4}{n:>5} afferents {flat.size:>7} spikes   mean {mean:7.2f} Hz   max {peak:7.1f} Hz"
-            )
+        flat = {pop: z[f"{s['id']}/{pop}"] for pop in job["counts"]}
+    r = Response.from_flat(flat, job["counts"], job["steps"], job["dt"])
+    for pop, n in job["counts"].items():
+        rate = r.rate(pop)
+        mean, peak = (float(rate.mean()), float(rate.max())) if n else (0.0, 0.0)
+        lines.append(
+            f"  {pop.upper():<4}{n:>5} afferents {flat[pop].size:>7} spikes   mean {mean:7.2f} Hz   max {peak:7.1f} Hz"
+        )
     primary = job["config"]["outcome"]["primary"]
     lines.append(f"  {primary} = {s['measures'][primary]}")
     lines.append(f"output: {out}")
@@ -78,8 +94,6 @@ def summary(job: dict, out: Path) -> str:
 
 def main() -> None:
     """Console entry point: preflight checks, then Hydra."""
-    from sensoryforge.preflight import preflight
-
     try:
         argv = preflight(sys.argv[1:])
     except ConfigError as e:

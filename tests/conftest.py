@@ -11,13 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Small and fast, but every stage of the pipeline still runs.
-TINY = [
-    "pipeline=fast",
-    "neurons.sa.count=16",
-    "neurons.ra.count=25",
-    "neurons.sa2.count=4",
-]
+# Small and fast, but every stage of the pipeline still runs: the preset a user can type too
+# (conf/debug/tiny.yaml: pipeline=fast, 16 SA, 25 RA, 4 SA2).
+TINY = ["debug=tiny"]
 
 
 def cli_env() -> dict:

@@ -16,8 +16,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from sensoryforge.aggregate import aggregate, main
-from sensoryforge.jobs import dense_spikes
+from sensoryforge.cli.aggregate import main
+from sensoryforge.core.response import decode
+from sensoryforge.dataset.aggregate import aggregate
 
 from conftest import TINY, run_cli
 
@@ -44,7 +45,7 @@ def job_spikes(folder):
         job = json.loads(jf.read_text())
         with np.load(jf.parent / "spikes.npz") as z:
             for s in job["stimuli"]:
-                out[s["id"]] = {p: dense_spikes(z[f"{s['id']}/{p}"], job["steps"], n) for p, n in job["counts"].items()}
+                out[s["id"]] = {p: decode(z[f"{s['id']}/{p}"], job["steps"], n) for p, n in job["counts"].items()}
     return out
 
 
@@ -166,7 +167,7 @@ def test_two_swept_keys_give_a_readable_heatmap(sweep):
 
 def test_cli_plot_one_stimulus_and_errors_are_one_line(sweep, tmp_path, capsys):
     out = tmp_path / "plots"
-    r = run_cli([str(sweep), "--plot", "stim_0007", "-o", str(out)], tmp_path, module="sensoryforge.aggregate")
+    r = run_cli([str(sweep), "--plot", "stim_0007", "-o", str(out)], tmp_path, module="sensoryforge.cli.aggregate")
     assert r.returncode == 0, r.stderr
     for name in ("stim_0007_raster.png", "stim_0007_rate.png"):
         img = mpimg.imread(out / name)
@@ -283,23 +284,23 @@ def test_mixed_batch_keeps_each_types_parameters_and_the_intermediates(tmp_path)
 def test_validate_calls_the_battery_with_the_datasets_config(sweep, tmp_path, monkeypatch, capsys):
     import sensoryforge
 
-    # as if not installed: `from sensoryforge import validate` reads the package attribute first
-    monkeypatch.delattr(sensoryforge, "validate", raising=False)
-    monkeypatch.setitem(sys.modules, "sensoryforge.validate", None)
+    # as if not installed: `from sensoryforge import physiology` reads the package attribute first
+    monkeypatch.delattr(sensoryforge, "physiology", raising=False)
+    monkeypatch.setitem(sys.modules, "sensoryforge.physiology", None)
     with pytest.raises(SystemExit) as e:
         main([str(sweep), "-o", str(tmp_path / "v0"), "--validate"])
     assert e.value.code == 2
     assert capsys.readouterr().err == (
-        "sensoryforge-aggregate: error: --validate: the physiology battery (sensoryforge.validate) is not installed\n"
+        "sensoryforge-aggregate: error: --validate: the physiology battery (sensoryforge.physiology) is not installed\n"
     )
     assert not (tmp_path / "v0").exists()  # stopped before any work
 
     calls = []
-    fake = types.ModuleType("sensoryforge.validate")
+    fake = types.ModuleType("sensoryforge.physiology")
     fake.result = False
     fake.run_battery = lambda cfg, out_dir: calls.append((cfg, out_dir)) or fake.result
-    monkeypatch.setitem(sys.modules, "sensoryforge.validate", fake)
-    monkeypatch.setattr(sensoryforge, "validate", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "sensoryforge.physiology", fake)
+    monkeypatch.setattr(sensoryforge, "physiology", fake, raising=False)
     with pytest.raises(SystemExit) as e:
         main([str(sweep), "-o", str(tmp_path / "v1"), "--validate", "--no-plots", "--format", "hdf5"])
     assert e.value.code == 1 and "validation: FAIL" in capsys.readouterr().out

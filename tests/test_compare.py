@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sensoryforge.compare import holm, welch
+from sensoryforge.dataset.compare import holm, welch
 
 from conftest import TINY, run_cli
 
@@ -34,7 +34,7 @@ def sweeps(tmp_path_factory):
 def compare(root, a, b, *extra):
     out = root / f"cmp_{a}_{b}"
     r = run_cli([str(root / a), "--compare", str(root / b), "-o", str(out), *extra], root,
-                module="sensoryforge.aggregate")
+                module="sensoryforge.cli.aggregate")
     assert r.returncode == 0, r.stderr
     return pd.read_csv(out / "compare.csv"), r.stdout
 
@@ -83,7 +83,7 @@ def test_a_one_point_sweep_matches_that_point_of_a_grid(sweeps):
 def test_no_common_point_pools_every_stimulus(sweeps):
     table, text = compare(sweeps, "A", "other")
     assert set(table["mode"]) == {"pooled"} and len(table) == 30 and "pooled" in text
-    assert set(table["n_a"]) <= {12, 0} | set(range(13)) and table["n_b"].max() == 4
+    assert table["n_b"].max() == 4
     row = table[table["measure"] == "sa_rate_mean"].iloc[0]
     assert row["n_a"] == 12 and row["n_b"] == 4
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from sensoryforge.config import CONF_DIR, check, load_config, to_stimulus
-from sensoryforge.params import ConfigError
-from sensoryforge.pipeline import Simulator
-from sensoryforge.stimuli import REGISTRY
+from sensoryforge.core.params import ConfigError
+from sensoryforge.core.simulator import Simulator
+from sensoryforge.core.stimuli import REGISTRY
 
 from conftest import TINY
 
@@ -22,6 +22,7 @@ CASES = (
     + [("neurons", o) for o in group_options("neurons")]
     + [("outcome", o) for o in group_options("outcome")]
     + [("experiment", o) for o in group_options("experiment")]
+    + [("debug", o) for o in group_options("debug")]
     + [("stimulus", o) for o in sorted(REGISTRY)]
 )
 
@@ -87,7 +88,7 @@ def test_check_rejects_values_the_schema_types_allow():
 def test_units_are_documented_on_every_numeric_field():
     import dataclasses
 
-    from sensoryforge.config import FilterParams, PipelineConfig, PopulationConfig
+    from sensoryforge.core.schema import FilterParams, PipelineConfig, PopulationConfig
 
     for cls in (PipelineConfig, PopulationConfig, FilterParams, *REGISTRY.values()):
         for f in dataclasses.fields(cls):

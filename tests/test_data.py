@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from sensoryforge.data import (
+from sensoryforge.dataset.torch_datasets import (
     H5SpikeDataset,
     PtSpikeDataset,
     collate,

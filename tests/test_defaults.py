@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sensoryforge.config import load_config, to_stimulus
-from sensoryforge.pipeline import Simulator
+from sensoryforge.core.simulator import Simulator
 
 AMPLITUDES = (10.0, 20.0, 30.0, 40.0, 50.0)
 

@@ -10,8 +10,8 @@ import re
 import pytest
 from dataset_equal import assert_same_dataset
 
-from sensoryforge.jobs import available_cores, parallel_jobs
-from sensoryforge.sweep import chunk_size, parallelism
+from sensoryforge.sweep.launchers import available_cores, parallel_jobs, parallelism
+from sensoryforge.sweep.plan import chunk_size
 
 from conftest import TINY, run_cli
 

@@ -3,19 +3,12 @@ per-neuron variability and input noise."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from sensoryforge.neurons import (
-    LIF,
-    MODELS,
-    AdEx,
-    AdExParams,
-    Izhikevich,
-    IzhikevichParams,
-    LIFParams,
-    per_neuron,
-)
+from sensoryforge.core.neurons import LIF, MODELS, AdEx, Izhikevich, per_neuron
+from sensoryforge.core.schema import MODEL_PARAMS, AdExParams, IzhikevichParams, LIFParams
 
 
 def simulate(cls, params, drive, dt=0.1, ms=2000.0, refractory_ms=0.0, variability=0.0, noise=None):
@@ -57,9 +50,17 @@ def test_rheobase_formulas():
     assert Izhikevich.rheobase(IzhikevichParams()) == pytest.approx(3.7975)
     assert Izhikevich.rheobase(IzhikevichParams(a=0.2, b=0.2)) == pytest.approx(4.0)
     assert LIF.rheobase(LIFParams()) == pytest.approx(1.5)  # 15 mV / 10 MOhm
+    # AdEx: the saddle-node is the peak of the steady-state I-V curve (adaptation at its steady
+    # state w = a (V - E_L)); found here numerically, not from the closed form
     p = AdExParams()
-    g = p.g_L + p.a
-    assert AdEx.rheobase(p) == pytest.approx(g * (p.V_T - p.E_L - p.delta_T + p.delta_T * math.log(g / p.g_L)))
+    v = np.linspace(p.E_L, p.V_T + 5 * p.delta_T, 400_001)
+    current = (p.g_L + p.a) * (v - p.E_L) - p.g_L * p.delta_T * np.exp((v - p.V_T) / p.delta_T)
+    assert AdEx.rheobase(p) == pytest.approx(current.max(), rel=1e-6)
+
+
+def test_every_model_name_of_the_schema_has_its_model():
+    assert set(MODELS) == set(MODEL_PARAMS)
+    assert all(MODELS[name].params_cls is cls for name, cls in MODEL_PARAMS.items())
 
 
 def test_lif_f_i_curve_is_the_analytic_one():

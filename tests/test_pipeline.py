@@ -8,17 +8,12 @@ import pytest
 import torch
 
 from sensoryforge.config import load_config, to_stimulus
-from sensoryforge.pipeline import (
-    Grid,
-    Simulator,
-    afferent_positions,
-    innervation,
-    lowpass_response,
-    velocity_response,
-)
-from sensoryforge.stimuli import REGISTRY
-from sensoryforge.stimuli.flat import Step, Trapezoid
-from sensoryforge.stimuli.moving_gaussian import MovingGaussian
+from sensoryforge.core.filters import lowpass_response, velocity_response
+from sensoryforge.core.grid import Grid, afferent_positions, innervation
+from sensoryforge.core.simulator import Simulator
+from sensoryforge.core.stimuli import REGISTRY
+from sensoryforge.core.stimuli.flat import Step, Trapezoid
+from sensoryforge.core.stimuli.moving_gaussian import MovingGaussian
 
 from conftest import TINY
 
@@ -197,9 +192,9 @@ def test_a_new_stimulus_type_is_one_registered_dataclass():
     """What a user writes in one new file of sensoryforge/stimuli/: usable at once as stimulus=ring."""
     from dataclasses import dataclass
 
-    from sensoryforge.params import param
-    from sensoryforge.stimuli import register
-    from sensoryforge.stimuli.base import RampAndHold
+    from sensoryforge.core.params import param
+    from sensoryforge.core.stimuli import register
+    from sensoryforge.core.stimuli.base import RampAndHold
 
     @register("ring_test")
     @dataclass
@@ -218,7 +213,7 @@ def test_a_new_stimulus_type_is_one_registered_dataclass():
         assert isinstance(stim, Ring) and stim.radius == 2.0 and stim.type_name == "ring_test"
         res = Simulator(cfg.pipeline, cfg.neurons).run([stim], [0])
         assert sum(int(v.sum()) for v in res.spikes.values()) > 0
-        from sensoryforge.params import ConfigError
+        from sensoryforge.core.params import ConfigError
 
         with pytest.raises(ConfigError, match="stimulus.width=-1.0: must be > 0 mm"):
             to_stimulus(load_config([*TINY, "stimulus=ring_test", "stimulus.width=-1"]).stimulus)

@@ -5,8 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensoryforge.params import ConfigError
-from sensoryforge.plots import choose_keys, key_label, measure_label, primary_measures, sweep_plots
+from sensoryforge.core.params import ConfigError
+from sensoryforge.dataset.plots import (
+    choose_keys,
+    key_label,
+    measure_label,
+    primary_measures,
+    sweep_plots,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +107,7 @@ def test_heatmap_cells_hold_the_mean_over_repetitions(tmp_path, monkeypatch):
     """The value written in each cell is the mean of its stimuli (checked on the text artists)."""
     import matplotlib.pyplot as plt
 
-    from sensoryforge import plots
+    from sensoryforge.dataset import plots
 
     shown = {}
 

@@ -1,7 +1,7 @@
 """Hydra sweeper plugin: `hydra/sweeper=sensoryforge` (the default of SensoryForge's config).
 
 Hydra only loads plugins from the `hydra_plugins` package; the work is done by
-`sensoryforge.sweep`, imported when a sweep starts so plugin discovery stays fast.
+`sensoryforge.sweep.sweeper`, imported when a sweep starts so plugin discovery stays fast.
 """
 
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ class SensoryForgeSweeperConf:
     params: dict[str, str] | None = None
     # several sweeps in one batch: each block is its own key -> sweep grid, run one after another
     blocks: list[dict[str, str]] | None = None
-    # stimuli per Hydra job; 0 = automatic (see sensoryforge.sweep.chunk_size)
+    # stimuli per Hydra job; 0 = automatic (see sensoryforge.sweep.plan.chunk_size)
     chunk_size: int = 0
     min_chunk_size: int = 1
     max_chunk_size: int = 256
@@ -37,6 +37,6 @@ class SensoryForgeSweeper(Sweeper):
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def sweep(self, arguments: list[str]) -> Any:
-        from sensoryforge.sweep import run_sweep
+        from sensoryforge.sweep.sweeper import run_sweep
 
         return run_sweep(self, arguments)

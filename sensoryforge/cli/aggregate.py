@@ -1,0 +1,130 @@
+"""`sensoryforge-aggregate`: job folders -> one dataset and its summaries (sensoryforge/dataset),
+and the analyses on top: `--plot` one stimulus, `--compare` two sweeps, `--validate` the physiology
+battery on the dataset's config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sensoryforge.core.params import ConfigError
+from sensoryforge.dataset.aggregate import FORMATS, aggregate, metadata
+from sensoryforge.dataset.collection import collect
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sensoryforge-aggregate",
+        description="Collect sweep folders into one dataset (results.h5, results.pt, stimulus_index.json, "
+        "batch_metadata.json), tables (raw.csv, summary.csv, consensus.csv) and plots. "
+        "--plot and --compare only plot or compare (the dataset is left as it is).",
+    )
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="sweep folders (or single-run folders)")
+    p.add_argument("-o", "--out", type=Path, help="output folder (default: the only DIR; required with several)")
+    p.add_argument("--format", choices=FORMATS, default="both", help="dataset files to write")
+    p.add_argument("--name", help="batch id (default: the folder's name)")
+    p.add_argument("--no-intermediates", action="store_true", help="leave saved intermediates out of the datasets")
+    p.add_argument("--no-plots", action="store_true", help="no sweep.png / heatmap.png")
+    p.add_argument("--measures", help="comma-separated outcome measures to plot / compare (default: chosen)")
+    p.add_argument("--keys", help="comma-separated swept keys for the x axis (and y axis) of the sweep plot")
+    p.add_argument("--validate", action="store_true", help="also run the physiology battery on the dataset's config")
+    p.add_argument("--plot", metavar="STIM_ID", action="append",
+                   help="raster and population-rate plots of one stimulus (repeatable)")
+    p.add_argument("--compare", type=Path, metavar="B", nargs="+",
+                   help="compare the outcome measures of DIR with sweep folder(s) B; writes compare.csv")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="with --compare: bootstrap 95%% CIs of the difference from N resamples")
+    p.add_argument("--alpha", type=float, default=0.05, help="with --compare: family-wise significance level")
+    return p
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    print(f"sensoryforge-aggregate: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _load_validate():
+    """The battery, imported only when asked (it is the heaviest part of the package)."""
+    try:
+        from sensoryforge import physiology
+    except ModuleNotFoundError as e:
+        if e.name in ("sensoryforge.physiology",):
+            _fail("--validate: the physiology battery (sensoryforge.physiology) is not installed")
+        raise
+    if not hasattr(physiology, "run_battery"):
+        _fail("--validate: sensoryforge.physiology has no run_battery(cfg, out_dir)")
+    return physiology
+
+
+def run_validation(v, meta: dict, out: Path) -> bool:
+    from omegaconf import OmegaConf
+
+    if not meta.get("config"):
+        raise ConfigError(f"{out}: no config to validate (no finished stimulus)")
+    cfg = OmegaConf.create(meta["config"])
+    return bool(v.run_battery(cfg, out))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.out is None and len(args.dirs) > 1:
+        p.error("-o/--out is required with several folders")
+    if args.bootstrap < 0:
+        p.error("--bootstrap: must be >= 0")
+    if args.bootstrap and not args.compare:
+        p.error("--bootstrap goes with --compare")
+    if not 0 < args.alpha < 1:
+        p.error("--alpha: must be between 0 and 1")
+    out = args.out or args.dirs[0]
+    validator = _load_validate() if args.validate else None
+    code = 0
+    try:
+        if args.plot or args.compare:
+            if args.plot:
+                from sensoryforge.dataset.plots import stimulus_plots
+
+                for f in stimulus_plots(args.dirs, out, args.plot):
+                    print(f"wrote {f}")
+            if args.compare:
+                from sensoryforge.dataset import compare
+
+                table, text = compare.compare(
+                    args.dirs, args.compare, alpha=args.alpha, bootstrap=args.bootstrap,
+                    measures=_csv_list(args.measures),
+                )
+                path = compare.write(table, Path(out))
+                print(text)
+                print(f"wrote {path}")
+            meta = None
+        else:
+            meta = aggregate(
+                args.dirs, out, args.format, args.name, intermediates=not args.no_intermediates,
+                plots=not args.no_plots, measures=_csv_list(args.measures), keys=_csv_list(args.keys),
+            )
+            print(f"{meta['num_stimuli']} stimuli ({meta['num_failed']} failed) -> {out}: " + ", ".join(meta["files"]))
+            if meta["num_failed"]:
+                print(f"{meta['num_failed']} failed stimuli (see batch_metadata.json):", file=sys.stderr)
+                for f in meta["failed_stimuli"][:10]:
+                    print(f"  {f['stimulus_id']}: {f['error']}", file=sys.stderr)
+                code = 1
+        if validator is not None:
+            if meta is None:
+                meta = metadata(collect(args.dirs), args.name)
+            ok = run_validation(validator, meta, Path(out))
+            print(f"validation: {'PASS' if ok else 'FAIL'}")
+            if not ok:
+                code = 1
+    except ConfigError as e:
+        _fail(str(e))
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

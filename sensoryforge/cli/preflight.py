@@ -1,0 +1,120 @@
+"""Command-line checks before Hydra starts: unknown config options, unknown keys, wrong types and
+values out of range each become one `ConfigError` line, before any folder is created.
+
+In a sweep, each swept value of a key is checked by the sweeper (every point, before launching);
+here a sweep contributes its first value so keys and types are checked once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose
+from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sensoryforge.config import check, compose_error, hydra_context
+from sensoryforge.core.params import ConfigError, unknown_key
+from sensoryforge.sweep.batchfile import load_batch_file
+from sensoryforge.sweep.estimate import single_dry_run
+from sensoryforge.sweep.plan import is_group
+
+_PASS_THROUGH = ("help", "hydra_help", "cfg", "info", "shell_completion", "config_path", "config_dir",
+                 "config_name", "experimental_rerun")
+
+
+def parse(overrides: list[str]) -> list[Override]:
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+
+
+def values_of(o: Override) -> list[str]:
+    if o.is_sweep_override():
+        if not o.is_discrete_sweep():
+            return []  # interval sweeps are for Optuna-style sweepers; nothing to enumerate
+        return list(o.sweep_string_iterator())
+    if o.is_delete() and o.value() is None:
+        return []
+    return [o.get_value_element_as_str()]
+
+
+def first_value(o: Override) -> str | None:
+    vals = values_of(o)
+    return f"{o.get_key_element()}={vals[0]}" if vals else None
+
+
+def check_key(cfg: DictConfig, key: str) -> None:
+    node, path = cfg, ""
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or node._is_missing():
+            return
+        if part not in node:
+            if node._get_flag("struct") is False or OmegaConf.get_type(node) is dict:
+                return  # an open dict (e.g. sweeper params) accepts any key
+            raise unknown_key(path, part, [str(k) for k in node.keys()])
+        node, path = node[part], f"{path}.{part}" if path else part
+
+
+def batch_file_overrides(overrides: list[Override], argv: list[str]) -> list[str]:
+    """A batch YAML in the older format names its output folder: it becomes hydra.sweep.dir."""
+    files = [o for o in overrides if o.key_or_group == "batch_file" and not o.is_sweep_override()]
+    if not files or any(o.key_or_group == "hydra.sweep.dir" for o in overrides):
+        return argv
+    path = Path(str(files[0].value()))
+    if not path.is_file():
+        raise ConfigError(f"batch_file={path}: no such file")
+    out = load_batch_file(path).output_dir
+    return [*argv, f"hydra.sweep.dir={out}"] if out else argv
+
+
+def preflight(argv: list[str]) -> list[str] | None:
+    """Checks the command line; returns it (maybe completed), or None if nothing is left to run."""
+    args = get_args_parser().parse_args(argv)
+    if any(getattr(args, k, None) for k in _PASS_THROUGH):
+        return argv
+    overrides = parse(args.overrides)
+    if args.multirun:
+        argv = batch_file_overrides(overrides, argv)
+    with hydra_context():
+        loader = GlobalHydra.instance().config_loader()
+        groups, values = [], []
+        for o in overrides:
+            if is_group(o.key_or_group, loader):
+                group = o.key_or_group
+                options = loader.get_group_options(group)
+                for v in values_of(o):
+                    if v not in options and v != "null":
+                        raise ConfigError(
+                            f"{group}={v}: unknown {group} option; allowed: {', '.join(sorted(options))}"
+                        )
+                if first_value(o):
+                    groups.append(first_value(o))
+            elif first_value(o):
+                values.append((o, first_value(o)))
+        try:
+            base = compose("config", overrides=groups)
+            for o, _ in values:
+                if not o.is_hydra_override() and not o.is_add() and not o.is_force_add():
+                    check_key(base, o.key_or_group)
+            cfg = compose("config", overrides=groups + [v for _, v in values])
+        except (HydraException, OmegaConfBaseException) as e:
+            raise compose_error(e) from None
+        if cfg.objective != "primary":
+            from sensoryforge.physiology import (
+                parse_checks,  # the battery: imported only when asked
+            )
+
+            parse_checks(list(cfg.validation_checks))
+        if not args.multirun:
+            check(cfg)
+            if cfg.dry_run:
+                single_dry_run(cfg)
+                return None
+    return argv

@@ -1,0 +1,55 @@
+"""Temporal filters of the pooled pressure: impulse responses (the analytic forms the tests check)
+and their application by FFT to a stimulus' temporal factors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def lowpass_response(tau: float, dt: float, n: int) -> np.ndarray:
+    """Impulse response of y[t] = a y[t-1] + (1 - a) x[t], a = exp(-dt/tau) (unit DC gain)."""
+    a = math.exp(-dt / tau)
+    return (1 - a) * a ** np.arange(n, dtype=np.float64)
+
+
+def velocity_response(tau: float, dt: float, n: int) -> np.ndarray:
+    """tau * d/dt of two cascaded low-passes: a band-pass with gain tau*omega/(1+(tau*omega)^2)."""
+    a = math.exp(-dt / tau)
+    m = np.arange(n, dtype=np.float64)
+    g = (1 - a) ** 2 * (m + 1) * a**m
+    return tau / dt * np.diff(g, prepend=0.0)
+
+
+RESPONSES = {"lowpass": lowpass_response, "velocity": velocity_response}
+
+
+class FilterBank:
+    """The filters' transfer functions on one time base (cached per kind and tau), applied by FFT.
+
+    The FFT is at least twice the signal long, so the product of spectra is a linear (causal)
+    convolution, not a circular one. Filters run in `fft_dtype` (double precision where the device
+    has it) and come back in `dtype`."""
+
+    def __init__(self, steps: int, dt: float, device, dtype, fft_dtype):
+        self.steps, self.dt = steps, dt
+        self.device, self.dtype, self.fft_dtype = device, dtype, fft_dtype
+        self.nfft = 1 << (2 * steps - 1).bit_length()
+        self._cache: dict[tuple[str, float], torch.Tensor] = {}
+
+    def transfer(self, kind: str, tau: float) -> torch.Tensor:
+        """The spectrum of RESPONSES[kind] with time constant tau (ms)."""
+        if (kind, tau) not in self._cache:
+            h = torch.from_numpy(RESPONSES[kind](tau, self.dt, self.steps)).to(self.fft_dtype)
+            self._cache[(kind, tau)] = torch.fft.rfft(h, n=self.nfft).to(self.device)
+        return self._cache[(kind, tau)]
+
+    def spectrum(self, temporal: torch.Tensor) -> torch.Tensor:
+        """Spectra [K, F] of temporal factors [T, K]."""
+        return torch.fft.rfft(temporal.T.to(self.fft_dtype), n=self.nfft)
+
+    def apply(self, spectrum: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
+        """The filtered factors [T, K] from their spectra [K, F]."""
+        return torch.fft.irfft(spectrum * transfer, n=self.nfft)[:, : self.steps].T.to(self.dtype)

@@ -1,0 +1,157 @@
+"""`aggregate`: job folders -> one dataset and its summaries, in an output folder (the sweep folder
+by default):
+  results.h5           HDF5 (hdf5.py), streamed stimulus by stimulus
+  results.pt           {'metadata', 'results': [...]} with sparse COO bool spikes (pytorch.py)
+  stimulus_index.json  stim_NNNN -> flat parameter dict
+  raw.csv, summary.csv, consensus.csv   see tables.py
+  sweep.png / heatmap.png               see plots.py
+  batch_metadata.json  written last: batch id, counts, the config, runtimes, failed stimuli
+
+Memory does not grow with the sweep for HDF5: one job folder's arrays are open at a time and one
+stimulus' rasters are in memory at a time. results.pt keeps only sparse spike indices (int64
+COO: 17 bytes per spike), the one part that grows with the number of spikes.
+
+Every file is written atomically (files.py), so a file that exists is whole. Aggregating again into
+the same folder replaces the outputs; those of the earlier aggregation that this one does not write
+(a plot of another kind, results.pt after --format hdf5, summary.csv when no stimulus succeeded)
+are removed, so the folder never mixes two aggregations. The input folders only need their job
+folders (job.json + npz): no absolute paths are stored in them, so a sweep copied from a cluster
+aggregates the same anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from sensoryforge.core.params import ConfigError
+from sensoryforge.core.schema import POPULATIONS
+from sensoryforge.dataset.collection import Collection, collect, flat_params, labels, point_keys
+from sensoryforge.dataset.files import write_json
+from sensoryforge.dataset.hdf5 import write_hdf5
+from sensoryforge.dataset.pytorch import PT_BYTES_PER_SPIKE, PT_WARN_MB, write_pytorch
+
+DATASET_FORMAT = "sensoryforge-dataset/1"
+FORMATS = ("hdf5", "pytorch", "both")
+
+
+def release_memory() -> None:
+    """Return freed heap memory to the OS (glibc keeps small freed blocks otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+# -- the whole aggregation -----------------------------------------------------------------------
+
+
+def metadata(col: Collection, name: str | None) -> dict:
+    items, dirs = col.items, col.dirs
+    first = items[0].job if items else {}
+    configs = {
+        json.dumps({k: v for k, v in it.job.get("config", {}).items() if k != "stimulus"}, sort_keys=True)
+        for it in items
+    }
+    runtime = sum({str(it.job_dir): it.job.get("runtime_s", 0.0) for it in items}.values())
+    counts = first.get("counts") or {p: 0 for p in POPULATIONS}
+    return {
+        "format": DATASET_FORMAT,
+        "batch_id": name or (dirs[0].resolve().name if len(dirs) == 1 else "+".join(labels(dirs))),
+        "num_stimuli": len(items),
+        "num_failed": len(col.failed),
+        "failed_stimuli": [{"stimulus_id": k, "error": v} for k, v in col.failed.items()],
+        "swept": col.swept,
+        "sources": labels(dirs),
+        "config": first.get("config", {}),
+        # > 1 when a job-level key (neurons.*, pipeline.*) was swept: `config` is the first job's
+        "num_configs": len(configs),
+        "populations": list(POPULATIONS),
+        "dt": first.get("dt"),
+        "steps": first.get("steps"),
+        "counts": counts,
+        "grid": first.get("grid", {}),
+        "types": sorted({it.record["type"] for it in items}),
+        "simulation_runtime_s": round(runtime, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def aggregate(
+    dirs: list[Path],
+    out: Path,
+    fmt: str = "both",
+    name: str | None = None,
+    intermediates: bool = True,
+    plots: bool = True,
+    measures: list[str] | None = None,
+    keys: list[str] | None = None,
+    log=None,
+) -> dict:
+    """Build the dataset, summaries and plots of `dirs` in `out`. Returns batch_metadata's dict.
+
+    fmt: hdf5, pytorch or both. intermediates: copy saved intermediates into the datasets.
+    plots: write sweep.png / heatmap.png. measures / keys: what the plots show (default: chosen).
+    log: a print-like function for messages (default: stderr).
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt}: must be one of {', '.join(FORMATS)}")
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    t0 = time.perf_counter()
+    out = Path(out)
+    col = collect([Path(d) for d in dirs])
+    items, swept = col.items, col.swept
+    out.mkdir(parents=True, exist_ok=True)
+    meta = metadata(col, name)
+    files = ["stimulus_index.json"]
+    write_json(out / "stimulus_index.json", {it.id: flat_params(it, swept) for it in items})
+    if fmt in ("hdf5", "both"):
+        write_hdf5(out / "results.h5", items, swept, meta, intermediates)
+        files.append("results.h5")
+    if fmt in ("pytorch", "both"):
+        n_spikes = sum(sum(it.record.get("spike_counts", {}).values()) for it in items)
+        pt_mb = PT_BYTES_PER_SPIKE * n_spikes / 2**20
+        if pt_mb > PT_WARN_MB:
+            say(f"results.pt: {n_spikes} spikes = {pt_mb:.0f} MB of sparse indices, held in memory while "
+                "it is written and when it is loaded; results.h5 (--format hdf5) streams instead")
+        meta["intermediates"] = write_pytorch(out / "results.pt", items, swept, meta, intermediates)
+        files.append("results.pt")
+        release_memory()  # the sparse tensors are gone: give their heap back before the tables
+    from sensoryforge.dataset.tables import write_tables  # pandas: imported when it is needed
+
+    tables = write_tables(out, items, swept)
+    files += tables.files
+    if plots and items:
+        from sensoryforge.dataset.plots import sweep_plots  # matplotlib: imported when needed
+
+        try:
+            written, notes = sweep_plots(out, tables, point_keys(swept), meta, measures, keys)
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a plot must not cost the dataset; said loudly
+            written, notes = [], [f"plots failed: {type(e).__name__}: {e}"]
+        files += written
+        for n in notes:
+            say(n)
+    meta["files"] = files + ["batch_metadata.json"]
+    meta["aggregation_runtime_s"] = round(time.perf_counter() - t0, 3)
+    stale = [f for f in previous_files(out) if f not in meta["files"]]
+    write_json(out / "batch_metadata.json", meta)
+    for f in stale:  # an earlier aggregation's outputs that this one did not rewrite
+        (out / f).unlink(missing_ok=True)
+    return meta
+
+
+def previous_files(out: Path) -> list[str]:
+    """Files an earlier aggregation into `out` listed as its own (plain names only)."""
+    try:
+        files = json.loads((out / "batch_metadata.json").read_text()).get("files", [])
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str) and f == Path(f).name and not f.startswith(".")]

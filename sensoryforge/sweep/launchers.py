@@ -1,0 +1,207 @@
+"""How the sweeper hands its Hydra jobs to Hydra's launcher.
+
+Every launcher goes through `launch`. For Hydra's submitit launchers (`submitit_slurm`,
+`submitit_local`, and the `slurm` preset over the first) it does what their own `launch` does,
+with two differences:
+
+- it waits for every job. Hydra's submitit launcher collects results in submission order and
+  raises at the first job that died (scancel, time or memory limit, node failure) while later
+  array tasks may still be running; the sweeper would then record them as lost and build the
+  dataset while they still write. Here a job that died becomes a failed `JobReturn` whose error
+  says which cluster job it was, its state and where its log is, and the others are waited for;
+- it logs one line per finished job on the submitting terminal: `[i/N] chunk: ...`, the elapsed
+  time and an ETA (the jobs' own progress lines go to their logs on the cluster).
+
+Other launchers (basic, the `parallel` preset over joblib) are called as they are.
+
+Also here: how many jobs a launcher runs at a time, and how many torch threads each job takes so
+that parallel jobs do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig
+
+from sensoryforge.core.text import clock
+
+log = logging.getLogger("sensoryforge")
+
+POLL_S = 0.5  # how often finished jobs are looked for (a file check each)
+# Jobs that died leave no result file; only the cluster's accounting tells. Submitit asks it at
+# growing intervals (up to 10 minutes apart); here it is asked at least this often (one sacct
+# call for the whole array).
+STATE_POLL_S = 30.0
+
+
+def available_cores() -> int:
+    """Cores this process may use: those Slurm gave the job when inside one, else the CPU
+    affinity (which cgroups and task pinning narrow), else all."""
+    for var in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parallel_jobs(n_jobs: int, cores: int) -> int:
+    """Jobs at a time for a joblib-style n_jobs: n, or when negative all cores but |n| - 1."""
+    n = int(n_jobs)
+    return max(1, cores + 1 + n if n < 0 else n)
+
+
+def parallelism(launcher: DictConfig) -> tuple[int, bool]:
+    """(jobs at a time, is a cluster launcher)."""
+    target = str(launcher.get("_target_", ""))
+    if "submitit" in target and "Local" not in target:
+        return int(launcher.get("array_parallelism", 256) or 256), True
+    jobs = launcher.get("n_jobs", None)
+    if jobs is not None:
+        return parallel_jobs(jobs, available_cores()), False
+    return 1, False
+
+
+def configure_threads(threads: int) -> None:
+    """Give this job its share of the cores so parallel jobs do not oversubscribe the CPU:
+    `threads` (pipeline.threads) if set, else the launcher's cpus_per_task, else the cores divided
+    by the launcher's n_jobs (joblib workers run one job each)."""
+    import torch
+
+    n = int(threads)
+    if n <= 0:
+        from hydra.core.hydra_config import HydraConfig
+
+        cores = available_cores()
+        parallel = 1
+        if HydraConfig.initialized():
+            launcher = HydraConfig.get().launcher
+            jobs = launcher.get("n_jobs", None)
+            if jobs is not None:
+                parallel = parallel_jobs(jobs, cores)
+            cpus = launcher.get("cpus_per_task", None)
+            if cpus:
+                n = int(cpus)
+        if n <= 0:
+            n = max(1, cores // parallel)
+    torch.set_num_threads(n)
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> list[JobReturn]:
+    """Run the jobs with `launcher`; one JobReturn per job, in order."""
+    try:
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+    except ImportError:  # the submitit plugin is a dependency, but stay usable without it
+        BaseSubmititLauncher = ()  # noqa: N806
+    if BaseSubmititLauncher and isinstance(launcher, BaseSubmititLauncher):
+        return launch_submitit(launcher, job_overrides, initial_job_idx)
+    return list(launcher.launch(job_overrides, initial_job_idx=initial_job_idx))
+
+
+def _executor(launcher):
+    """The submitit executor that Hydra's submitit launcher would build from its parameters."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    kind = launcher._EXECUTOR
+    params = dict(launcher.params)
+    init = {"folder": params.pop("submitit_folder")}
+    if "max_num_timeout" in params:  # a parameter of the executor itself, not of the jobs
+        init[f"{kind}_max_num_timeout"] = params.pop("max_num_timeout")
+    executor = submitit.AutoExecutor(cluster=kind, **init)
+    shared = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in shared else f"{kind}_{k}": v for k, v in params.items()})
+    return executor
+
+
+def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[JobReturn]:
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import filter_overrides
+
+    config = launcher.config
+    executor = _executor(launcher)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in config.hydra.sweep:
+        os.chmod(sweep_dir, int(str(config.hydra.sweep.mode), 8))
+    kind = "Slurm" if launcher._EXECUTOR == "slurm" else launcher._EXECUTOR
+    log.info("submitting %d jobs to %s (output %s)", len(job_overrides), kind, sweep_dir)
+    state = Singleton.get_state()
+    args = []
+    for i, overrides in enumerate(job_overrides):
+        log.debug("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
+        args.append((list(overrides), "hydra.sweep.dir", initial_job_idx + i, f"job_id_for_{i}", state))
+    # the launcher itself is the submitted callable, as in Hydra's plugin (it composes the job's
+    # config on the node and runs the task)
+    jobs = executor.map_array(launcher, *zip(*args))
+    if jobs and kind == "Slurm":
+        log.info("Slurm array job %s: %d tasks", jobs[0].job_id.split("_")[0], len(jobs))
+
+    t0 = time.time()
+    results: list[JobReturn | None] = [None] * len(jobs)
+    pending = list(range(len(jobs)))
+    finished = 0
+    last_check = time.time()
+    while pending:
+        if launcher._EXECUTOR == "slurm" and time.time() - last_check > STATE_POLL_S:
+            jobs[0].watcher.update()  # shared by all jobs of the executor: one call for all
+            last_check = time.time()
+        still = []
+        for i in pending:
+            job = jobs[i]
+            if not job.done():
+                still.append(i)
+                continue
+            results[i] = _job_return(job, job_overrides[i], kind)
+            finished += 1
+            elapsed = time.time() - t0
+            eta = elapsed / finished * (len(jobs) - finished)
+            ok = results[i].status == JobStatus.COMPLETED
+            log.info(
+                "[%d/%d] %s: %s (%s job %s) | elapsed %s | ETA %s",
+                finished, len(jobs), _chunk_name(job_overrides[i], initial_job_idx + i),
+                "finished" if ok else "FAILED", kind, job.job_id, clock(elapsed), clock(eta),
+            )
+        pending = still
+        if pending:
+            time.sleep(POLL_S)
+    return results  # type: ignore[return-value]
+
+
+def _job_return(job, overrides, kind: str) -> JobReturn:
+    """The job's own JobReturn (a task that raised is a failed one already), or a failed one that
+    says why the job produced nothing."""
+    try:
+        return job.results()[0]
+    except Exception as e:  # noqa: BLE001 - the job died; its reason is recorded, never dropped
+        from submitit.core.utils import UncompletedJobError
+
+        if isinstance(e, UncompletedJobError):
+            try:
+                state = job.state
+            except Exception:  # noqa: BLE001
+                state = "UNKNOWN"
+            error = RuntimeError(
+                f"{kind} job {job.job_id} ended in state {state} without results "
+                f"(killed, cancelled or out of time or memory); its log: {job.paths.stderr}"
+            )
+        else:
+            first = str(e).strip().splitlines()
+            error = RuntimeError(f"{kind} job {job.job_id}: {first[0] if first else type(e).__name__}")
+        return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
+
+
+def _chunk_name(overrides, idx: int) -> str:
+    for o in overrides:
+        if o.startswith("chunk="):
+            return o.split("=", 1)[1]
+    return f"job #{idx}"

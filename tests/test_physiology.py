@@ -1,0 +1,174 @@
+"""The physiology battery (sensoryforge/physiology): the default config passes every check, each
+check fails when the model is broken on purpose, the command line, and calibration (the task's
+validation objective, and a tiny Optuna calibration that improves a mis-set start)."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+
+from sensoryforge import physiology
+from sensoryforge.config import CONF_DIR, load_config
+from sensoryforge.core.simulator import Simulator
+
+from conftest import TINY, run_cli
+
+
+@pytest.fixture(scope="module")
+def default_results():
+    """The whole battery on the default config, once for the module (~30 s on 2 cores)."""
+    return {c.number: c for c in physiology.battery(load_config())}
+
+
+@pytest.mark.parametrize("number", sorted(physiology.CHECKS))
+def test_default_config_passes_the_check(default_results, number):
+    c = default_results[number]
+    assert c.passed, "\n".join(physiology.report_lines(c))
+    assert c.criteria and all(k.loss == 0 for k in c.criteria)
+
+
+def test_default_validation_loss_is_zero(default_results):
+    assert sum(c.loss for c in default_results.values()) == 0.0
+
+
+def swapped_filters() -> list[str]:
+    """Overrides that give SA the RA filter block and RA the SA one."""
+    n = load_config().neurons
+    out = []
+    for to, frm in (("sa", "ra"), ("ra", "sa")):
+        out += [f"neurons.{to}.filter.{k}={v}" for k, v in n[frm].filter.items()]
+    return out
+
+
+# (check, what is broken, overrides): each must make that check FAIL
+BREAKS = [
+    (1, "SA and RA filters swapped (SA silent in the hold)", swapped_filters()),
+    (2, "SA and RA filters swapped (RA fires through the hold)", swapped_filters()),
+    (3, "SA without velocity path and with a slow static path",
+     ["neurons.sa.filter.w_on=0", "neurons.sa.filter.tau_static=200"]),
+    (3, "RA made sustained (static path, no velocity)",
+     ["neurons.ra.filter.w_static=1", "neurons.ra.filter.w_on=0", "neurons.ra.filter.w_off=0"]),
+    (4, "RA velocity filter 25x too slow (tuned to ~1 Hz)", ["neurons.ra.filter.tau_dynamic=100"]),
+    (5, "RA without its fast recovery current (plain regular spiking)",
+     ["neurons.ra.izhikevich.a=0.02", "neurons.ra.izhikevich.d=8"]),
+    (6, "input noise 20x too strong", ["neurons.sa.noise_std=1.0", "neurons.ra.noise_std=1.0"]),
+    (6, "noise off: identical trials", ["neurons.sa.noise_std=0", "neurons.ra.noise_std=0"]),
+    (7, "SA and RA fields far too small", ["neurons.sa.rf_sigma=0.5", "neurons.ra.rf_sigma=0.5"]),
+    (7, "SA2 fields as small as SA fields", ["neurons.sa2.rf_sigma=1.4", "neurons.sa2.innervation=0.3"]),
+    (8, "SA gain 5x too low (no graded population response)", ["neurons.sa.gain=0.05"]),
+    (9, "no refractory period", [f"neurons.{p}.refractory=0" for p in ("sa", "ra", "sa2")]),
+    (10, "SA count 3x too high (SA:RA 3:2)", ["neurons.sa.count=300"]),
+    (10, "SA2 missing", ["neurons.sa2.count=0"]),
+]
+
+
+@pytest.mark.parametrize("number, why, overrides", BREAKS, ids=[f"{n}-{w}" for n, w, _ in BREAKS])
+def test_a_broken_model_fails_the_check(number, why, overrides):
+    (c,) = physiology.battery(load_config(overrides), [number])
+    assert not c.passed, f"{why}:\n" + "\n".join(physiology.report_lines(c))
+    assert c.loss > 0
+
+
+def test_noise_that_ignores_its_seed_fails_check_6(monkeypatch):
+    """Seed handling broken: the trial noise comes from global random state."""
+
+    def unseeded(self, seed):
+        return torch.randn(self.steps + 1, self.n_total, dtype=self.dtype)
+
+    monkeypatch.setattr(Simulator, "noise", unseeded)
+    (c,) = physiology.battery(load_config(), [6])
+    assert not c.passed
+    bad = [k.label for k in c.criteria if not k.passed]
+    assert bad == ["trials reproduced bit-identically from their seed"], bad
+
+
+def test_criterion_loss_grows_with_the_distance_from_the_range():
+    inside = physiology.Criterion("x", 0.5, lo=0.0, hi=1.0)
+    assert inside.passed and inside.loss == 0
+    near, far = (physiology.Criterion("x", v, lo=0.9, scale=0.1) for v in (0.85, 0.5))
+    assert 0 < near.loss < far.loss
+    logd = physiology.Criterion("x", 0.2, hi=0.05, scale=0.3, log=True)
+    assert logd.loss == pytest.approx(np.log10(0.2 / 0.05) / 0.3)
+    assert physiology.Criterion("x", float("nan"), lo=1).loss == physiology.MISSING_LOSS
+    assert not physiology.Criterion("x", float("nan"), lo=1).passed
+
+
+def test_run_battery_writes_csv_and_png_from_a_plain_dict_config(tmp_path):
+    """`sensoryforge-aggregate --validate` hands over a dataset's stored config (a plain dict)."""
+    from omegaconf import OmegaConf
+
+    stored = OmegaConf.to_container(load_config(), resolve=True)
+    stored["stimulus"] = {"type": "gaussian", **stored["stimulus"]}
+    assert physiology.run_battery(stored, tmp_path / "v", checks=[8, 10], quiet=True) is True
+    rows = list(csv.DictReader(open(tmp_path / "v" / "validation.csv")))
+    assert {r["check"] for r in rows} == {"8", "10"}
+    assert all(r["passed"] == "True" for r in rows)
+    assert (tmp_path / "v" / "validation.png").stat().st_size > 10_000
+    bad = dict(stored, neurons={**stored["neurons"], "sa": {**stored["neurons"]["sa"], "count": 300}})
+    assert physiology.run_battery(OmegaConf.create(bad), tmp_path / "w", checks=[10], quiet=True) is False
+
+
+def test_cli_prints_pass_fail_and_exits_by_the_result(tmp_path):
+    ok = run_cli(["--checks", "8,10", "-o", str(tmp_path / "ok")], tmp_path, module="sensoryforge.cli.validate")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "[PASS]  8." in ok.stdout and "[PASS] 10." in ok.stdout
+    assert "Vega-Bermudez & Johnson 1999" in ok.stdout and "expected" in ok.stdout
+    assert (tmp_path / "ok" / "validation.csv").exists() and (tmp_path / "ok" / "validation.png").exists()
+
+    bad = run_cli(["neurons.sa.count=300", "--checks", "10", "-o", str(tmp_path / "bad")], tmp_path,
+                  module="sensoryforge.cli.validate")
+    assert bad.returncode == 1
+    assert "[FAIL] 10." in bad.stdout and "SA density: 208" in bad.stdout
+
+    default_out = run_cli(["--checks", "10"], tmp_path, module="sensoryforge.cli.validate")
+    assert default_out.returncode == 0
+    assert len(list((tmp_path / "validation").glob("*/validation.csv"))) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["neurons.sa.gainn=1"], "neurons.sa.gainn"),
+    (["pipeline.dt=-1"], "pipeline.dt=-1.0: must be > 0 ms"),
+    (["--checks", "11"], "unknown check"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    r = run_cli([*args, "-o", str(tmp_path / "v")], tmp_path, module="sensoryforge.cli.validate")
+    assert r.returncode == 2
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "v").exists()
+
+
+def test_task_returns_the_validation_loss_with_objective_validation(tmp_path):
+    r = run_cli(["objective=validation", "validation_checks=[10]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "validation loss 0.0000: 1/1 checks passed" in r.stdout
+    assert (tmp_path / "run" / "validation.csv").exists()
+    r = run_cli(["objective=validation", "validation_checks=[12]", f"hydra.run.dir={tmp_path / 'x'}"], tmp_path)
+    assert r.returncode != 0 and "unknown check" in r.stderr
+
+
+CAL = ["pipeline=fast", *TINY, "validation_checks=[2,8]"]
+
+
+def test_a_tiny_calibration_improves_the_mis_set_start(tmp_path):
+    """experiment=calibrate with Optuna: 4 trials on a tiny config beat the deliberately mis-set
+    starting point on checks 2 and 8."""
+    start = sum(c.loss for c in physiology.objective_results(load_config(["experiment=calibrate", *CAL])))
+    assert start > 1.0  # the start is mis-set on purpose
+    sweep = tmp_path / "cal"
+    r = run_cli(["-m", "experiment=calibrate", *CAL, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep}"],
+                tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    best = yaml.safe_load(open(sweep / "optimization_results.yaml"))
+    assert best["best_value"] < start
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        searched = compose("config", ["experiment=calibrate"], return_hydra_config=True).hydra.sweeper.params
+    assert set(best["best_params"]) == set(searched) and len(searched) >= 3
+    assert len(list(sweep.glob("*/validation.csv"))) == 4
+    # the report recomputes the start from the sweep's command line and compares the trials
+    report = physiology.calibration_report(sweep, quiet=True)
+    assert report["start_loss"] == pytest.approx(start)
+    assert report["best"]["loss"] == pytest.approx(best["best_value"])
+    assert (sweep / "calibration.png").exists() and (sweep / "calibration.csv").exists()
