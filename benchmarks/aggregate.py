@@ -4,7 +4,7 @@
     PYTHONPATH=$PWD python benchmarks/aggregate.py --stimuli 500 --scales 1
 
 It writes job folders directly, as `sensoryforge -m` would leave them (spikes.npz, series.npz,
-job.json with the real config, measures computed by sensoryforge.outcomes), for the default
+job.json with the real config, measures computed by sensoryforge.core.outcomes), for the default
 pipeline: 1 s at dt 0.5 ms (T = 2000), 100 SA + 196 RA + 25 SA2 afferents, 100 stimuli per job.
 Spikes are Poisson with realistic time courses: SA sustained over the ramp and hold, RA bursts at
 onset and offset, SA2 slow and sustained; afferent rates fall off with their distance from the
@@ -75,9 +75,9 @@ def make_sweep(out: Path, n_stimuli: int, per_job: int, scale: float, seed: int 
     import torch
     from omegaconf import OmegaConf
 
-    from sensoryforge import outcomes
-    from sensoryforge.config import load_config
-    from sensoryforge.jobs import atomic_write_bytes, atomic_write_json, result_config
+    from sensoryforge.config import load_config, result_config
+    from sensoryforge.core import outcomes
+    from sensoryforge.dataset.jobs import write_arrays, write_record
 
     cfg = load_config([])
     config = result_config(cfg)
@@ -112,7 +112,7 @@ def make_sweep(out: Path, n_stimuli: int, per_job: int, scale: float, seed: int 
                 "id": sid, "type": "gaussian",
                 "params": {"t_pre": 100.0, "t_ramp": 50.0, "t_plateau": 700.0, "amplitude": float(amp),
                            "sigma": float(sigma), "center_x": 0.0, "center_y": 0.0},
-                "point": {"stimulus.amplitude": str(amp), "stimulus.sigma": str(sigma), "repetition": str(rep)},
+                "point": {"stimulus.amplitude": amp, "stimulus.sigma": sigma, "repetition": rep},
                 "seed": 0, "repetition": rep, "noise_seed": int(rng.integers(2**62)), "fingerprint": None,
                 "status": "ok", "spike_counts": counts,
             })
@@ -122,13 +122,12 @@ def make_sweep(out: Path, n_stimuli: int, per_job: int, scale: float, seed: int 
             for k, v in ser.items():
                 series_out[f"{rec['id']}/{k}"] = v[b].numpy()
             rec["measures"] = {k: (None if math.isnan(float(v[b])) else float(v[b])) for k, v in meas.items()}
-        atomic_write_bytes(jd / "spikes.npz", lambda f: np.savez_compressed(f, **spikes_out))  # noqa: B023
-        atomic_write_bytes(jd / "series.npz", lambda f: np.savez_compressed(f, **series_out))  # noqa: B023
-        atomic_write_json(jd / "job.json", {
-            "format": "sensoryforge-job/1", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": "bench",
+        files = write_arrays(jd, {"spikes": spikes_out, "series": series_out})
+        write_record(jd, {
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": "bench",
             "runtime_s": 0.0, "steps": STEPS, "dt": DT, "counts": COUNTS,
             "grid": {"size": 80, "spacing": 0.15}, "device": "cpu", "config": config,
-            "files": {"spikes": "spikes.npz", "series": "series.npz"}, "stimuli": records,
+            "files": files, "stimuli": records,
         })
     return {"spikes": total_spikes}
 
@@ -139,9 +138,9 @@ t0 = time.perf_counter()
 mode = sys.argv[1]
 if mode == "imports":
     import torch, h5py, pandas, scipy.special, matplotlib.pyplot  # noqa
-    from sensoryforge import aggregate, summarize, plots  # noqa
+    from sensoryforge.dataset import aggregate, tables, plots  # noqa
 else:
-    from sensoryforge.aggregate import main
+    from sensoryforge.cli.aggregate import main
     main([sys.argv[2], "--format", mode, "-o", sys.argv[3]])
 hwm = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM")]
 rss = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

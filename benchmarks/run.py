@@ -81,7 +81,7 @@ def sweep(args: list[str], work: Path, name: str) -> dict:
 W3_SCRIPT = """
 import json, sys, time, resource, torch
 from sensoryforge.config import load_config, to_stimulus
-from sensoryforge.pipeline import Simulator
+from sensoryforge.core.simulator import Simulator
 cfg = load_config(["neurons.sa.count=3600", "neurons.ra.count=7200", "neurons.sa2.count=1200",
                    "pipeline.device=" + sys.argv[1]])
 t0 = time.perf_counter(); sim = Simulator(cfg.pipeline, cfg.neurons); t1 = time.perf_counter()

@@ -22,6 +22,8 @@ from sensoryforge.dataset.aggregate import aggregate
 
 from conftest import TINY, run_cli
 
+pytestmark = pytest.mark.slow  # every test here runs real sweeps through the command line
+
 COUNTS = {"sa": 16, "ra": 25, "sa2": 4}
 T = 200  # pipeline=fast: 200 ms at dt 1 ms
 NOISY = ["neurons.sa.noise_std=0.4", "neurons.ra.noise_std=0.4", "neurons.sa2.noise_std=0.4"]

@@ -39,6 +39,7 @@ def compare(root, a, b, *extra):
     return pd.read_csv(out / "compare.csv"), r.stdout
 
 
+@pytest.mark.slow
 def test_a_sweep_compared_with_itself_finds_nothing(sweeps):
     table, text = compare(sweeps, "A", "A")
     assert set(table["mode"]) == {"matched"} and len(table) == 2 * 30  # 2 points x 30 measures
@@ -48,6 +49,7 @@ def test_a_sweep_compared_with_itself_finds_nothing(sweeps):
     assert "0 significant" in text and "matched on type, stimulus.amplitude: 2 points in both" in text
 
 
+@pytest.mark.slow
 def test_another_sa_gain_gives_p_values_and_effect_sizes(sweeps):
     table, text = compare(sweeps, "A", "B", "--bootstrap", "400")
     raw_a = pd.read_csv(sweeps / "A" / "raw.csv")
@@ -70,6 +72,7 @@ def test_another_sa_gain_gives_p_values_and_effect_sizes(sweeps):
     assert "sa_count_final" in text and "significant" in text
 
 
+@pytest.mark.slow
 def test_a_one_point_sweep_matches_that_point_of_a_grid(sweeps):
     table, text = compare(sweeps, "A", "one")
     assert set(table["stimulus.amplitude"]) == {50.0}
@@ -80,6 +83,7 @@ def test_a_one_point_sweep_matches_that_point_of_a_grid(sweeps):
     assert f"{row['mean_a']:.4g}" in line and f"{row['mean_b']:.4g}" in line
 
 
+@pytest.mark.slow
 def test_no_common_point_pools_every_stimulus(sweeps):
     table, text = compare(sweeps, "A", "other")
     assert set(table["mode"]) == {"pooled"} and len(table) == 30 and "pooled" in text

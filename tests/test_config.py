@@ -50,14 +50,14 @@ def test_neuron_presets_select_their_model():
     [
         ("stimulus=nosuch", "stimulus=nosuch: unknown stimulus option; allowed: gabor, gaussian"),
         ("stimulus.sigma=-1", "stimulus.sigma=-1.0: must be > 0 mm"),
-        ("pipeline.grid_size=0", "pipeline.grid_size=0: must be >= 1"),
+        pytest.param("pipeline.grid_size=0", "pipeline.grid_size=0: must be >= 1", marks=pytest.mark.slow),
         ("stimulus.sigmaa=1", "stimulus.sigmaa: unknown key (did you mean 'sigma'?); allowed keys: amplitude"),
         ("pipeline.dt=fast", "pipeline.dt=fast: must be a number"),
-        ("pipeline.device=tpu", "pipeline.device=tpu: must be one of cpu, cuda, mps, auto"),
-        ("neurons.ra.model=hh", "neurons.ra.model=hh: must be one of izhikevich, lif, adex"),
-        ("neurons.sa.count=-3", "neurons.sa.count=-3: must be >= 0"),
-        ("pipeline.duration=0", "pipeline.duration=0.0: must be > 0 ms"),
-        ("outcome.measures=[mean,median]", "outcome.measures: unknown measure 'median'"),
+        pytest.param("pipeline.device=tpu", "pipeline.device=tpu: must be one of cpu, cuda, mps, auto", marks=pytest.mark.slow),
+        pytest.param("neurons.ra.model=hh", "neurons.ra.model=hh: must be one of izhikevich, lif, adex", marks=pytest.mark.slow),
+        pytest.param("neurons.sa.count=-3", "neurons.sa.count=-3: must be >= 0", marks=pytest.mark.slow),
+        pytest.param("pipeline.duration=0", "pipeline.duration=0.0: must be > 0 ms", marks=pytest.mark.slow),
+        pytest.param("outcome.measures=[mean,median]", "outcome.measures: unknown measure 'median'", marks=pytest.mark.slow),
     ],
 )
 def test_bad_input_gives_one_line_and_no_output(cli, tmp_path, override, message):

@@ -33,6 +33,7 @@ def qs(tmp_path_factory):
     return root / "qs"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls, name", [(H5SpikeDataset, "results.h5"), (PtSpikeDataset, "results.pt")])
 def test_items_per_population_with_labels(qs, cls, name):
     ds = cls(qs / name)
@@ -53,6 +54,7 @@ def test_items_per_population_with_labels(qs, cls, name):
         ds[75]
 
 
+@pytest.mark.slow
 def test_concatenated_float_items_and_chosen_labels(qs):
     ds = H5SpikeDataset(qs / "results.h5", concat=True, dtype=torch.float32, labels=["sigma", "repetition"],
                         populations=("ra", "sa"))
@@ -69,6 +71,7 @@ def test_concatenated_float_items_and_chosen_labels(qs):
         H5SpikeDataset(qs / "results.h5", populations=("xx",))
 
 
+@pytest.mark.slow
 def test_h5_dataset_opens_nothing_until_read_and_pickles(qs):
     ds = H5SpikeDataset(qs / "results.h5")
     assert ds._file is None  # __init__ read the index and closed the file
@@ -79,6 +82,7 @@ def test_h5_dataset_opens_nothing_until_read_and_pickles(qs):
     ds.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["results.h5", "results.pt"])
 def test_the_whole_set_through_a_dataloader_with_two_workers(qs, name):
     ds = open_dataset(qs / name)

@@ -1,13 +1,17 @@
 """The default config on its default stimulus (1 s ramp-and-hold gaussian under the population):
-the behaviour promised in README for amplitudes 10..50 kPa."""
+the behaviour promised in README for amplitudes 10..50 kPa, the pinned (golden) spike counts, and
+the same model from plain values, as a notebook builds it."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from sensoryforge.config import load_config, to_stimulus
-from sensoryforge.core.simulator import Simulator
+from sensoryforge.core.params import ConfigError
+from sensoryforge.core.simulator import Simulator, noise_seed
 
 AMPLITUDES = (10.0, 20.0, 30.0, 40.0, 50.0)
 
@@ -19,6 +23,65 @@ def responses():
     stim = to_stimulus(cfg.stimulus)
     res = sim.run([dataclasses.replace(stim, amplitude=a) for a in AMPLITUDES], [0] * len(AMPLITUDES))
     return sim, stim, res.spikes
+
+
+# Pinned on purpose: total spikes per population of the default model (pipeline seed 42) for the
+# default stimulus at 10..50 kPa, with the trial noise of `sensoryforge seed=0 repetition=0`. A
+# retune of the defaults or a change of the numerics shows up here: change these numbers in the
+# same commit, and say in its message what moved them and why. (Measured with torch's CPU build
+# on the reference machine; another CPU's float rounding may move a spike or two.)
+GOLDEN = {
+    "sa": [8, 76, 158, 230, 307],
+    "ra": [29, 78, 130, 181, 222],
+    "sa2": [0, 12, 72, 138, 204],
+}
+GOLDEN_RESPONDING = {"sa": [8, 17, 22, 27, 29], "ra": [18, 35, 46, 53, 60], "sa2": [0, 4, 10, 20, 22]}
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    """The default model from plain values: no config file, no OmegaConf node."""
+    from sensoryforge.core import Gaussian, Simulator
+
+    sim = Simulator()
+    return sim, sim.simulate([Gaussian(amplitude=a) for a in AMPLITUDES], seeds=[noise_seed(0, 0)] * 5)
+
+
+def test_golden_spike_counts_of_the_default_model(notebook):
+    _, responses = notebook
+    counts = {p: [int(r.counts(p).sum()) for r in responses] for p in GOLDEN}
+    responding = {p: [int((r.counts(p) > 0).sum()) for r in responses] for p in GOLDEN}
+    assert counts == GOLDEN and responding == GOLDEN_RESPONDING
+
+
+def test_the_schema_defaults_are_the_composed_default_config(notebook, responses):
+    from sensoryforge.core.schema import NeuronsConfig, OutcomeConfig, PipelineConfig
+
+    cfg = load_config()
+    assert OmegaConf.to_object(cfg.neurons) == NeuronsConfig()
+    assert OmegaConf.to_object(cfg.pipeline) == PipelineConfig()
+    assert OmegaConf.to_object(cfg.outcome) == OutcomeConfig()
+    # so the composed config and the plain values give the same spikes (noise seed 0 for both)
+    sim, _ = notebook
+    again = sim.simulate([dataclasses.replace(to_stimulus(cfg.stimulus), amplitude=a) for a in AMPLITUDES])
+    _, _, spikes = responses
+    for b, r in enumerate(again):
+        for pop in GOLDEN:
+            np.testing.assert_array_equal(r.spikes[pop], spikes[pop][b].numpy())
+
+
+def test_a_notebook_builds_a_population_and_reads_rates_in_a_few_lines():
+    from sensoryforge.core import PipelineConfig, Simulator, Vibration
+
+    sim = Simulator(PipelineConfig(duration=300.0))
+    (r,) = sim.simulate([Vibration(amplitude=20.0, frequency=40.0)])
+    assert r.steps == 600 and r.dt == 0.5 and r.stimulus.frequency == 40.0 and r.seed == 0
+    assert {p: r.spikes[p].shape[1] for p in r.populations} == {"sa": 100, "ra": 196, "sa2": 25}
+    assert r.rate("ra").max() > 0 and r.rate("ra").shape == (196,)
+    with pytest.raises(ConfigError, match=r"pipeline.dt=-1.0: must be > 0 ms"):
+        Simulator(PipelineConfig(dt=-1.0))
+    with pytest.raises(ValueError, match="seeds: 2 given for 1 stimuli"):
+        sim.simulate([Vibration()], seeds=[1, 2])
 
 
 def window_rate(x, sim, t0, t1):

@@ -104,7 +104,6 @@ def test_chunk_size_of_presets(overrides, n, size):
 def test_slurm_preset_values():
     launcher = _hydra("hydra/launcher=slurm").launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
-    assert (launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb, launcher.array_parallelism) == (60, 4, 8, 64)
     assert launcher.partition is None  # the cluster's default partition
     assert parallelism(launcher) == (64, True)
     par = _hydra("hydra/launcher=parallel").launcher

@@ -23,6 +23,7 @@ def default_results():
     return {c.number: c for c in physiology.battery(load_config())}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", sorted(physiology.CHECKS))
 def test_default_config_passes_the_check(default_results, number):
     c = default_results[number]
@@ -30,6 +31,7 @@ def test_default_config_passes_the_check(default_results, number):
     assert c.criteria and all(k.loss == 0 for k in c.criteria)
 
 
+@pytest.mark.slow
 def test_default_validation_loss_is_zero(default_results):
     assert sum(c.loss for c in default_results.values()) == 0.0
 
@@ -65,6 +67,7 @@ BREAKS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number, why, overrides", BREAKS, ids=[f"{n}-{w}" for n, w, _ in BREAKS])
 def test_a_broken_model_fails_the_check(number, why, overrides):
     (c,) = physiology.battery(load_config(overrides), [number])
@@ -72,6 +75,7 @@ def test_a_broken_model_fails_the_check(number, why, overrides):
     assert c.loss > 0
 
 
+@pytest.mark.slow
 def test_noise_that_ignores_its_seed_fails_check_6(monkeypatch):
     """Seed handling broken: the trial noise comes from global random state."""
 
@@ -111,6 +115,7 @@ def test_run_battery_writes_csv_and_png_from_a_plain_dict_config(tmp_path):
     assert physiology.run_battery(OmegaConf.create(bad), tmp_path / "w", checks=[10], quiet=True) is False
 
 
+@pytest.mark.slow
 def test_cli_prints_pass_fail_and_exits_by_the_result(tmp_path):
     ok = run_cli(["--checks", "8,10", "-o", str(tmp_path / "ok")], tmp_path, module="sensoryforge.cli.validate")
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -152,6 +157,7 @@ def test_task_returns_the_validation_loss_with_objective_validation(tmp_path):
 CAL = ["pipeline=fast", *TINY, "validation_checks=[2,8]"]
 
 
+@pytest.mark.slow
 def test_a_tiny_calibration_improves_the_mis_set_start(tmp_path):
     """experiment=calibrate with Optuna: 4 trials on a tiny config beat the deliberately mis-set
     starting point on checks 2 and 8."""

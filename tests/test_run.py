@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from conftest import TINY
 
@@ -41,6 +42,7 @@ def test_a_run_writes_its_job_folder_and_prints_a_summary(cli, tmp_path):
     assert not list(out.glob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_same_command_twice_is_byte_identical_another_seed_differs(cli, tmp_path):
     for name, extra in (("a", []), ("b", []), ("c", ["seed=1"])):
         assert cli(*TINY, f"hydra.run.dir={name}", *extra).returncode == 0
@@ -53,6 +55,7 @@ def test_same_command_twice_is_byte_identical_another_seed_differs(cli, tmp_path
     assert spikes("a") != spikes("c")
 
 
+@pytest.mark.slow
 def test_intermediates_are_saved_when_asked(cli, tmp_path):
     r = cli(*TINY, "hydra.run.dir=i", "pipeline.save_intermediates=true")
     assert r.returncode == 0, r.stderr

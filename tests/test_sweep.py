@@ -14,6 +14,8 @@ import yaml
 
 from conftest import TINY, cli_env
 
+pytestmark = pytest.mark.slow  # every test here runs real sweeps through the command line
+
 GRID = ["stimulus.amplitude=20,40", "stimulus.sigma=0.5,1.0", "repetition=range(2)"]  # 8 stimuli
 
 

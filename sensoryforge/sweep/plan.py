@@ -101,6 +101,7 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> li
         combos.extend(all_points)
     width = max(4, len(str(max(len(combos) - 1, 0))))
     parsed: dict[str, Override] = {}  # each distinct "key=value" is parsed once
+    group: dict[str, bool] = {}  # and each key looked up once (a search of the config path)
 
     points = []
     for i, combo in enumerate(combos):
@@ -113,8 +114,10 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> li
             if key in NOT_A_POINT:
                 continue
             point[key] = o.value()
+            if key not in group:
+                group[key] = is_group(key, loader)
             plain = o.get_key_element() == key  # no +/~ prefix, no @package
-            if plain and not is_group(key, loader) and is_stimulus_key(key):
+            if plain and not group[key] and is_stimulus_key(key):
                 values[key] = point[key]
             else:
                 job.append(line)
