@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from sensoryforge.config import load_config
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.text import fmt
+from sensoryforge.dataset.files import atomic
 from sensoryforge.physiology.battery import battery
 from sensoryforge.physiology.criteria import Check
 from sensoryforge.physiology.lab import QUICK
@@ -63,7 +64,8 @@ def calibration_report(sweep_dir: str | Path, quiet: bool = False) -> dict:
         f = d / "validation.csv"
         if not f.exists():
             continue
-        rows = list(csv.DictReader(open(f)))
+        with open(f, newline="") as fh:
+            rows = list(csv.DictReader(fh))
         over = OmegaConf.load(d / ".hydra" / "overrides.yaml")
         values = dict(str(o).split("=", 1) for o in over)
         per_check: dict[int, float] = {}
@@ -73,7 +75,7 @@ def calibration_report(sweep_dir: str | Path, quiet: bool = False) -> dict:
                        **{n: float(values[n]) for n in params if n in values}})
     start_loss = float(sum(c.loss for c in start_results))
     best = min(trials, key=lambda t: t["loss"]) if trials else None
-    with open(sweep / "calibration.csv", "w", newline="") as f:
+    with atomic(sweep / "calibration.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["trial", *params, "loss"])
         w.writerow(["start", *[start[n] for n in params], start_loss])
@@ -139,5 +141,6 @@ def _plot_calibration(path, params, logs, start, start_loss, start_checks, trial
         a.set_xlabel("trial")
         a.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

@@ -251,6 +251,6 @@ def exp_population(lab: Lab) -> dict:
     out = {"amplitudes": np.asarray(AMPLITUDES)}
     for pop in POPULATIONS:
         out[pop] = sp[pop].sum((1, 2)).astype(float)
-        out[f"{pop}_rate"] = sp[pop].mean((1, 2)) * 1000.0 / lab.dt if sp[pop].shape[2] else np.zeros(len(stims))
+        out[f"{pop}_rate"] = window_rate(sp[pop], 0.0, None, lab.dt).mean(-1) if sp[pop].shape[2] else np.zeros(len(stims))
     lab.cache["population"] = out
     return out

@@ -11,6 +11,7 @@ import torch
 from sensoryforge.core.schema import COLORS, POPULATIONS
 from sensoryforge.core.stimuli.gaussian import Gaussian
 from sensoryforge.core.text import fmt
+from sensoryforge.dataset.files import atomic
 from sensoryforge.physiology.checks import SHORT
 from sensoryforge.physiology.criteria import NAN, Check, Criterion
 from sensoryforge.physiology.experiments import (
@@ -37,7 +38,7 @@ def report_lines(c: Check) -> list[str]:
 
 
 def write_csv(results: list[Check], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["check", "title", "criterion", "value", "lo", "hi", "unit", "passed", "loss", "check_passed",
                     "source", "seconds"])
@@ -183,5 +184,6 @@ def _plot_battery(results: list[Check], path: Path) -> None:
     lines += ["", f"{sum(c.passed for c in results)}/{len(results)} passed, validation loss {loss:.3f}"]
     a.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
