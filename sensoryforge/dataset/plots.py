@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sensoryforge.core.grid import Grid  # noqa: E402
 from sensoryforge.core.params import ConfigError  # noqa: E402
 from sensoryforge.core.response import split  # noqa: E402
 from sensoryforge.core.schema import COLORS, POPULATIONS, SEED_KEYS, Config  # noqa: E402
@@ -333,8 +334,6 @@ def sweep_plots(
 def _peak_pressure(it) -> tuple[np.ndarray, np.ndarray] | None:
     """(times ms, max over the skin of the pressure, kPa) of a stimulus, or None."""
     import torch
-
-    from sensoryforge.core.grid import Grid
 
     try:
         cls = REGISTRY[it.record["type"]]
