@@ -14,7 +14,6 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -25,7 +24,7 @@ from sensoryforge.core.response import Response
 from sensoryforge.job import run, spec_from_config, spec_from_plan
 from sensoryforge.sweep import progress
 from sensoryforge.sweep.launchers import configure_threads
-from sensoryforge.sweep.plan import chunk_entries, load_plan
+from sensoryforge.sweep.plan import chunk_entries, load_plan, parse_overrides
 
 log = logging.getLogger("sensoryforge")
 
@@ -65,7 +64,7 @@ def task(cfg: DictConfig) -> float:
 
 def point_of(task_overrides) -> dict:
     """A single run's overrides as its sweep point: key -> value (parsed)."""
-    overrides = OverridesParser.create().parse_overrides([str(o) for o in task_overrides])
+    overrides = parse_overrides([str(o) for o in task_overrides])
     return {o.key_or_group: o.value() for o in overrides if not o.is_hydra_override()}
 
 

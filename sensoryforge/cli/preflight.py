@@ -12,7 +12,6 @@ from pathlib import Path
 from hydra import compose
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -22,17 +21,10 @@ from sensoryforge.config import check, compose_error, hydra_context
 from sensoryforge.core.params import ConfigError, unknown_key
 from sensoryforge.sweep.batchfile import load_batch_file
 from sensoryforge.sweep.estimate import single_dry_run
-from sensoryforge.sweep.plan import is_group
+from sensoryforge.sweep.plan import is_group, parse_overrides
 
 _PASS_THROUGH = ("help", "hydra_help", "cfg", "info", "shell_completion", "config_path", "config_dir",
                  "config_name", "experimental_rerun")
-
-
-def parse(overrides: list[str]) -> list[Override]:
-    try:
-        return OverridesParser.create().parse_overrides(overrides)
-    except HydraException as e:
-        raise ConfigError(str(e).strip().splitlines()[0]) from None
 
 
 def values_of(o: Override) -> list[str]:
@@ -79,7 +71,7 @@ def preflight(argv: list[str]) -> list[str] | None:
     args = get_args_parser().parse_args(argv)
     if any(getattr(args, k, None) for k in _PASS_THROUGH):
         return argv
-    overrides = parse(args.overrides)
+    overrides = parse_overrides(args.overrides)
     if args.multirun:
         argv = batch_file_overrides(overrides, argv)
     with hydra_context():
@@ -107,9 +99,8 @@ def preflight(argv: list[str]) -> list[str] | None:
         except (HydraException, OmegaConfBaseException) as e:
             raise compose_error(e) from None
         if cfg.objective != "primary":
-            from sensoryforge.physiology import (
-                parse_checks,  # the battery: imported only when asked
-            )
+            # the battery, imported only when it is asked for
+            from sensoryforge.physiology import parse_checks
 
             parse_checks(list(cfg.validation_checks))
         if not args.multirun:

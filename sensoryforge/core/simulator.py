@@ -257,8 +257,9 @@ class Simulator:
         out, batch = [], self.auto_batch()
         with torch.no_grad():
             for start in range(0, len(stimuli), batch):
-                res = self.run(stimuli[start : start + batch], seeds[start : start + batch])
-                for b, (stim, seed) in enumerate(zip(stimuli[start : start + batch], seeds[start : start + batch])):
+                group, group_seeds = stimuli[start : start + batch], seeds[start : start + batch]
+                res = self.run(group, group_seeds)
+                for b, (stim, seed) in enumerate(zip(group, group_seeds)):
                     spikes = {pop: x[b].cpu().numpy() for pop, x in res.spikes.items()}
                     out.append(Response(spikes, self.dt, stimulus=stim, seed=seed))
         return out

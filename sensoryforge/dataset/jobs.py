@@ -49,11 +49,7 @@ def write_record(out_dir: Path, job: dict) -> dict:
 def write_lost(job_dir: Path, stimuli: list[dict], reason: str) -> None:
     """The record of a job that ended without writing its results: every stimulus failed."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    write_json(job_dir / JOB_FILE, {
-        "format": FORMAT,
-        "lost": True,
-        "stimuli": [{**s, "status": "failed", "error": reason} for s in stimuli],
-    })
+    write_record(job_dir, {"lost": True, "stimuli": [{**s, "status": "failed", "error": reason} for s in stimuli]})
 
 
 def read_job(job_dir: Path) -> dict | None:

@@ -42,15 +42,6 @@ def group_keys(items: list[Item], swept: list[str]) -> list[str]:
     return keys
 
 
-def _numeric(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    for k in cols:
-        if k in df and df[k].dtype == object:
-            converted = pd.to_numeric(df[k], errors="coerce")
-            if converted.notna().sum() == df[k].notna().sum():
-                df[k] = converted
-    return df
-
-
 def raw_table(items: list[Item], swept: list[str]) -> pd.DataFrame:
     keys = point_keys(swept)
     rows = []
@@ -62,7 +53,7 @@ def raw_table(items: list[Item], swept: list[str]) -> pd.DataFrame:
         row.update(seed=rec["seed"], repetition=rec["repetition"])
         row.update({k: (np.nan if v is None else v) for k, v in rec.get("measures", {}).items()})
         rows.append(row)
-    return _numeric(pd.DataFrame(rows), keys)
+    return pd.DataFrame(rows)
 
 
 def measure_columns(df: pd.DataFrame, swept: list[str]) -> list[str]:

@@ -78,7 +78,9 @@ class Point:
 # -- expanding the sweep ---------------------------------------------------------------------
 
 
-def parse_overrides(parser: OverridesParser, lines: list[str]) -> list[Override]:
+def parse_overrides(lines: list[str], parser: OverridesParser | None = None) -> list[Override]:
+    """Hydra's parsing of override lines; a grammar error becomes one ConfigError line."""
+    parser = parser or OverridesParser.create()
     try:
         return parser.parse_overrides(lines)
     except HydraException as e:
@@ -93,7 +95,7 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> li
     common = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
     combos: list[list[str]] = []
     for block in blocks or [{}]:
-        overrides = parse_overrides(parser, [f"{k}={v}" for k, v in block.items()] + common)
+        overrides = parse_overrides([f"{k}={v}" for k, v in block.items()] + common, parser)
         for o in overrides:
             if o.is_sweep_override() and not o.is_discrete_sweep():
                 raise ConfigError(f"{o.input_line}: interval sweeps need a sweeper such as optuna")
@@ -108,7 +110,7 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> li
         job, values, point = [], {}, {}
         for line in combo:
             if line not in parsed:
-                (parsed[line],) = parse_overrides(parser, [line])
+                (parsed[line],) = parse_overrides([line], parser)
             o = parsed[line]
             key = o.key_or_group
             if key in NOT_A_POINT:
