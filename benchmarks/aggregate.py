@@ -5,11 +5,12 @@
 
 It writes job folders directly, as `sensoryforge -m` would leave them (spikes.npz, series.npz,
 job.json with the real config, measures computed by sensoryforge.core.outcomes), for the default
-pipeline: 1 s at dt 0.5 ms (T = 2000), 100 SA + 196 RA + 25 SA2 afferents, 100 stimuli per job.
-Spikes are Poisson with realistic time courses: SA sustained over the ramp and hold, RA bursts at
-onset and offset, SA2 slow and sustained; afferent rates fall off with their distance from the
-stimulus as in a receptive-field map. `--scales` multiplies every rate: 1 is about the quick-start
-sweep on average (~300 spikes per stimulus over 321 afferents), 10 a strongly driven sweep
+populations at dt 0.5 ms (the workload of benchmarks/RESULTS.md; the default dt is 0.25 ms):
+1 s (T = 2000), 100 SA + 196 RA + 32 PC + 25 SA2 afferents, 100 stimuli per job.
+Spikes are Poisson with realistic time courses: SA sustained over the ramp and hold, RA and PC
+bursts at onset and offset, SA2 slow and sustained; afferent rates fall off with their distance from
+the stimulus as in a receptive-field map. `--scales` multiplies every rate: 1 is about the quick-start
+sweep on average (~330 spikes per stimulus over 353 afferents), 10 a strongly driven sweep
 (population mean ~10 Hz), 30 a saturating one.
 
 Each aggregation runs in a fresh subprocess that reports its own peak RSS (getrusage ru_maxrss),
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-COUNTS = {"sa": 100, "ra": 196, "sa2": 25}
+COUNTS = {"sa": 100, "ra": 196, "pc": 32, "sa2": 25}
 DT, STEPS = 0.5, 2000
 
 
@@ -50,6 +51,7 @@ def rate_profiles(amplitude: float, scale: float) -> dict[str, np.ndarray]:
     return {
         "sa": scale * a * (20 * env + 30 * onset),
         "ra": scale * a * 100 * onset,
+        "pc": scale * a * 100 * onset,
         "sa2": scale * a * 25 * env,
     }
 
@@ -79,7 +81,7 @@ def make_sweep(out: Path, n_stimuli: int, per_job: int, scale: float, seed: int 
     from sensoryforge.core import outcomes
     from sensoryforge.dataset.jobs import write_arrays, write_record
 
-    cfg = load_config([])
+    cfg = load_config([f"pipeline.dt={DT}"])  # the config the job folders say they ran
     config = result_config(cfg)
     outcome = OmegaConf.create(config["outcome"])
     rng = np.random.default_rng(seed)

@@ -82,8 +82,8 @@ W3_SCRIPT = """
 import json, sys, time, resource, torch
 from sensoryforge.config import load_config, to_stimulus
 from sensoryforge.core.simulator import Simulator
-cfg = load_config(["neurons.sa.count=3600", "neurons.ra.count=7200", "neurons.sa2.count=1200",
-                   "pipeline.device=" + sys.argv[1]])
+cfg = load_config(["neurons.sa.count=3600", "neurons.ra.count=7200", "neurons.pc.count=1152",
+                   "neurons.sa2.count=1200", "pipeline.device=" + sys.argv[1]])
 t0 = time.perf_counter(); sim = Simulator(cfg.pipeline, cfg.neurons); t1 = time.perf_counter()
 runs = []
 for _ in range(3):

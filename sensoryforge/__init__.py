@@ -1,4 +1,4 @@
-"""SensoryForge: tactile afferent populations (SA, RA, SA2) as Hydra sweeps that become datasets."""
+"""SensoryForge: tactile afferent populations (SA, RA, PC, SA2) as Hydra sweeps that become datasets."""
 
 import os
 

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Small and fast, but every stage of the pipeline still runs: the preset a user can type too
-# (conf/debug/tiny.yaml: pipeline=fast, 16 SA, 25 RA, 4 SA2).
+# (conf/debug/tiny.yaml: pipeline=fast, 16 SA, 25 RA, 4 PC, 4 SA2).
 TINY = ["debug=tiny"]
 
 

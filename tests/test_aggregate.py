@@ -24,9 +24,9 @@ from conftest import TINY, run_cli
 
 pytestmark = pytest.mark.slow  # every test here runs real sweeps through the command line
 
-COUNTS = {"sa": 16, "ra": 25, "sa2": 4}
+COUNTS = {"sa": 16, "ra": 25, "pc": 4, "sa2": 4}
 T = 200  # pipeline=fast: 200 ms at dt 1 ms
-NOISY = ["neurons.sa.noise_std=0.4", "neurons.ra.noise_std=0.4", "neurons.sa2.noise_std=0.4"]
+NOISY = [f"neurons.{p}.noise_std=0.4" for p in ("sa", "ra", "pc", "sa2")]
 GRID = ["stimulus.amplitude=20,40", "stimulus.sigma=0.5,1.0", "repetition=range(3)"]  # 12 stimuli
 T_975_DF2 = 4.302652729911275  # t distribution, 97.5% quantile, 2 degrees of freedom
 
@@ -71,7 +71,7 @@ def test_hdf5_has_the_design_layout_and_the_job_folders_spikes(sweep):
         assert a["t_plateau"] == 700.0 and a["source"] == "grid/stim_0007"
         for sid in ids:
             g = f["responses"][sid]
-            assert set(g) == {"sa_spikes", "ra_spikes", "sa2_spikes"}  # no intermediates asked
+            assert set(g) == {"sa_spikes", "ra_spikes", "pc_spikes", "sa2_spikes"}  # no intermediates asked
             for pop, n in COUNTS.items():
                 d = g[f"{pop}_spikes"]
                 assert d.shape == (T, n) and d.dtype == bool
@@ -155,7 +155,7 @@ def test_consensus_is_mean_and_std_of_the_series_over_repetitions(sweep):
     # point (40, 1.0) = stim_0009..0011
     part = cons[(cons["stimulus.amplitude"] == 40) & (cons["stimulus.sigma"] == 1.0)]
     np.testing.assert_allclose(part["time_ms"], times)
-    for s in ("sa_rate", "ra_rate", "sa2_count"):
+    for s in ("sa_rate", "ra_rate", "pc_rate", "sa2_count"):
         x = np.stack([series[f"stim_{i:04d}/{s}"] for i in (9, 10, 11)])
         np.testing.assert_allclose(part[f"{s}_mean"], x.mean(0), atol=1e-9)
         np.testing.assert_allclose(part[f"{s}_std"], x.std(0, ddof=1), atol=1e-9)
@@ -225,6 +225,34 @@ def test_several_folders_and_a_folder_copied_elsewhere(sweep, tmp_path, monkeypa
         assert f["stimuli/stim_0019"].attrs["source"] == "copy/stim_0007"
     summary = pd.read_csv(both / "summary.csv")
     assert len(summary) == 4 and set(summary["sa_rate_mean_n"]) == {6}  # the two folders pooled per point
+
+
+def test_job_folders_from_before_pc_aggregate_with_no_pc_afferents(sweep, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(sweep, old, ignore=shutil.ignore_patterns("results.*", "*.csv", "*.png"))
+    for jf in old.glob("*/job.json"):  # what a job folder written before the PC population holds
+        job = json.loads(jf.read_text())
+        del job["counts"]["pc"], job["config"]["neurons"]["pc"]
+        series = job["config"]["outcome"]["series"]
+        job["config"]["outcome"]["series"] = [x for x in series if not x.startswith("pc_")]
+        for s in job["stimuli"]:
+            del s["spike_counts"]["pc"]
+            s["measures"] = {k: v for k, v in s["measures"].items() if not k.startswith("pc_")}
+        jf.write_text(json.dumps(job))
+        for kind in ("spikes", "series"):
+            with np.load(jf.parent / f"{kind}.npz") as z:
+                kept = {k: z[k] for k in z.files if not k.split("/")[-1].startswith("pc")}
+            np.savez(jf.parent / f"{kind}.npz", **kept)
+    meta = aggregate([old], old, plots=False)
+    assert meta["num_stimuli"] == 12 and meta["counts"] == {**COUNTS, "pc": 0}
+    with h5py.File(sweep / "results.h5") as a, h5py.File(old / "results.h5") as b:
+        for sid in a["responses"]:
+            assert set(b["responses"][sid]) == {"sa_spikes", "ra_spikes", "pc_spikes", "sa2_spikes"}
+            assert b["responses"][sid]["pc_spikes"].shape == (T, 0)
+            for k in ("sa_spikes", "ra_spikes", "sa2_spikes"):
+                np.testing.assert_array_equal(a["responses"][sid][k][()], b["responses"][sid][k][()])
+    pt = torch.load(old / "results.pt")
+    assert pt["results"][0]["pc_spikes"].shape == (T, 0)
 
 
 def test_failed_stimuli_are_listed_and_exit_1(sweep, tmp_path, capsys):

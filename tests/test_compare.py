@@ -13,7 +13,7 @@ from sensoryforge.dataset.compare import holm, welch
 
 from conftest import TINY, run_cli
 
-NOISY = ["neurons.sa.noise_std=0.4", "neurons.ra.noise_std=0.4", "neurons.sa2.noise_std=0.4"]
+NOISY = [f"neurons.{p}.noise_std=0.4" for p in ("sa", "ra", "pc", "sa2")]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def compare(root, a, b, *extra):
 @pytest.mark.slow
 def test_a_sweep_compared_with_itself_finds_nothing(sweeps):
     table, text = compare(sweeps, "A", "A")
-    assert set(table["mode"]) == {"matched"} and len(table) == 2 * 30  # 2 points x 30 measures
+    assert set(table["mode"]) == {"matched"} and len(table) == 2 * 40  # 2 points x 40 measures (4 populations x 2 series x 5)
     tested = table[table["p"].notna()]
     assert len(tested) > 40 and (tested["p"] == 1.0).all() and (tested["diff"] == 0).all()
     assert not table["significant"].any()
@@ -54,8 +54,8 @@ def test_another_sa_gain_gives_p_values_and_effect_sizes(sweeps):
     table, text = compare(sweeps, "A", "B", "--bootstrap", "400")
     raw_a = pd.read_csv(sweeps / "A" / "raw.csv")
     raw_b = pd.read_csv(sweeps / "B" / "raw.csv")
-    # the gain acts on SA only; RA and SA2 see the same drive and noise: identical spikes
-    ra = table[table["measure"].str.startswith(("ra_", "sa2_"))]
+    # the gain acts on SA only; RA, PC and SA2 see the same drive and noise: identical spikes
+    ra = table[table["measure"].str.startswith(("ra_", "pc_", "sa2_"))]
     assert ra["diff"].notna().sum() > 20 and (ra["diff"].dropna() == 0).all()
     assert (ra["p"].dropna() == 1.0).all() and not ra["significant"].any()
     row = table[(table["measure"] == "sa_count_final") & (table["stimulus.amplitude"] == 50)].iloc[0]
@@ -86,7 +86,7 @@ def test_a_one_point_sweep_matches_that_point_of_a_grid(sweeps):
 @pytest.mark.slow
 def test_no_common_point_pools_every_stimulus(sweeps):
     table, text = compare(sweeps, "A", "other")
-    assert set(table["mode"]) == {"pooled"} and len(table) == 30 and "pooled" in text
+    assert set(table["mode"]) == {"pooled"} and len(table) == 40 and "pooled" in text
     assert table["n_b"].max() == 4
     row = table[table["measure"] == "sa_rate_mean"].iloc[0]
     assert row["n_a"] == 12 and row["n_b"] == 4

@@ -33,7 +33,7 @@ def test_every_option_of_every_group_composes_and_simulates(group, option):
     check(cfg)
     sim = Simulator(cfg.pipeline, cfg.neurons)
     res = sim.run([to_stimulus(cfg.stimulus)], [0])
-    counts = {p: cfg.neurons[p].count for p in ("sa", "ra", "sa2")}
+    counts = {p: cfg.neurons[p].count for p in ("sa", "ra", "pc", "sa2")}
     for pop, n in counts.items():
         assert res.spikes[pop].shape == (1, sim.steps, n)
         assert res.spikes[pop].dtype == torch.bool
@@ -42,7 +42,7 @@ def test_every_option_of_every_group_composes_and_simulates(group, option):
 def test_neuron_presets_select_their_model():
     for option, model in (("default", "izhikevich"), ("lif", "lif"), ("adex", "adex")):
         cfg = load_config([f"neurons={option}"])
-        assert {cfg.neurons[p].model for p in ("sa", "ra", "sa2")} == {model}
+        assert {cfg.neurons[p].model for p in ("sa", "ra", "pc", "sa2")} == {model}
 
 
 @pytest.mark.parametrize(
@@ -78,8 +78,8 @@ def test_sweep_values_are_all_checked_before_anything_runs(cli, tmp_path):
 
 
 def test_check_rejects_values_the_schema_types_allow():
-    cfg = load_config(["stimulus=vibration", "stimulus.frequency=400"])
-    with pytest.raises(ConfigError, match=r"stimulus.frequency=400.0: must be <= 250 Hz at pipeline.dt=0.5 ms"):
+    cfg = load_config(["stimulus=vibration", "stimulus.frequency=600"])
+    with pytest.raises(ConfigError, match=r"stimulus.frequency=600.0: must be <= 500 Hz at pipeline.dt=0.25 ms"):
         check(cfg)
     with pytest.raises(ConfigError, match="outcome.primary=ra_rate_median"):
         check(load_config(["outcome.primary=ra_rate_median"]))

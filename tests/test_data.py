@@ -20,7 +20,7 @@ from sensoryforge.dataset.torch_datasets import (
 
 from conftest import TINY, run_cli
 
-COUNTS = {"sa": 16, "ra": 25, "sa2": 4}
+COUNTS = {"sa": 16, "ra": 25, "pc": 4, "sa2": 4}
 T = 200
 
 
@@ -90,7 +90,7 @@ def test_the_whole_set_through_a_dataloader_with_two_workers(qs, name):
     seen, spikes = [], 0
     for batch in loader:
         b = len(batch["id"])
-        assert batch["spikes"]["sa"].shape == (b, T, 16) and batch["spikes"]["sa2"].shape == (b, T, 4)
+        assert {p: tuple(x.shape) for p, x in batch["spikes"].items()} == {p: (b, T, n) for p, n in COUNTS.items()}
         assert batch["labels"].shape == (b, 2) and batch["type"].shape == (b,)
         assert batch["steps"].tolist() == [T] * b
         seen += batch["id"]
@@ -100,6 +100,24 @@ def test_the_whole_set_through_a_dataloader_with_two_workers(qs, name):
     with h5py.File(qs / "results.h5") as f:
         total = sum(int(f["responses"][s][f"{p}_spikes"][()].sum()) for s in f["responses"] for p in COUNTS)
     assert spikes == total > 0 and meta["num_stimuli"] == 75
+
+
+@pytest.mark.slow
+def test_a_dataset_from_before_pc_gives_the_populations_it_has(qs, tmp_path):
+    path = tmp_path / "old.h5"
+    path.write_bytes((qs / "results.h5").read_bytes())
+    with h5py.File(path, "r+") as f:  # the layout of a dataset written before the PC population
+        for sid in f["responses"]:
+            del f["responses"][sid]["pc_spikes"]
+        m = f["metadata"].attrs
+        m["counts"] = json.dumps({p: n for p, n in COUNTS.items() if p != "pc"})
+        m["populations"] = json.dumps(["sa", "ra", "sa2"])
+    ds = H5SpikeDataset(path)
+    assert ds.populations == ("sa", "ra", "sa2")
+    assert {p: tuple(x.shape) for p, x in ds[3]["spikes"].items()} == {"sa": (T, 16), "ra": (T, 25), "sa2": (T, 4)}
+    assert H5SpikeDataset(path, concat=True)[3]["spikes"].shape == (T, 16 + 25 + 4)
+    with pytest.raises(ValueError, match=r"populations=\['pc'\]: choose among sa, ra, sa2"):
+        H5SpikeDataset(path, populations=("pc",))
 
 
 def test_collate_pads_items_of_different_length():

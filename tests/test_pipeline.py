@@ -25,7 +25,7 @@ def tiny():
 
 def quiet(cfg_overrides=()):
     """Tiny config without noise or variability: filters and models can be checked exactly."""
-    ov = TINY + [f"neurons.{p}.{k}=0" for p in ("sa", "ra", "sa2") for k in ("noise_std", "variability")]
+    ov = TINY + [f"neurons.{p}.{k}=0" for p in ("sa", "ra", "pc", "sa2") for k in ("noise_std", "variability")]
     return load_config(ov + list(cfg_overrides))
 
 
@@ -152,6 +152,7 @@ def test_population_counts_and_empty_population():
     res = sim.run([to_stimulus(cfg.stimulus)], [1])
     assert res.spikes["sa"].shape == (1, sim.steps, 16)
     assert res.spikes["ra"].shape == (1, sim.steps, 25)
+    assert res.spikes["pc"].shape == (1, sim.steps, 4)
     assert res.spikes["sa2"].shape == (1, sim.steps, 0)
 
 

@@ -26,6 +26,7 @@ from sensoryforge.dataset.plots import (
         ("neurons.sa.gain", [], "neurons.sa.gain (1/kPa)"),
         ("neurons.ra.filter.tau_dynamic", [], "neurons.ra.filter.tau_dynamic (ms)"),
         ("neurons.sa2.count", [], "neurons.sa2.count (afferents)"),
+        ("neurons.pc.filter.tau_dynamic", [], "neurons.pc.filter.tau_dynamic (ms)"),
         ("pipeline.dt", [], "pipeline.dt (ms)"),
         ("outcome.bin", [], "outcome.bin (ms)"),
         ("neurons.sa.innervation", [], "neurons.sa.innervation"),  # dimensionless: no unit
@@ -42,11 +43,12 @@ def test_measure_labels_and_the_primary_measures():
     assert measure_label("sa2_rate_auc") == "SA2 rate, auc (spikes/afferent)"
     assert measure_label("ra_count_time_to_10") == "RA count, time to 10 (ms)"
     assert measure_label("ra_count_final") == "RA count, final (spikes)"
-    cols = [f"{p}_{k}_{m}" for p in ("sa", "ra", "sa2") for k in ("rate", "count") for m in ("mean", "peak")]
-    cfg = {"outcome": {"primary": "ra_count_peak", "series": ["sa_rate", "sa_count", "ra_count", "sa2_count"]}}
-    assert primary_measures(cols, cfg) == ["ra_count_peak", "sa_count_peak", "sa2_count_peak"]
-    default = {"outcome": {"primary": "sa_rate_mean", "series": ["sa_rate", "ra_rate", "sa2_rate", "sa_count"]}}
-    assert primary_measures(cols, default) == ["sa_rate_mean", "ra_rate_mean", "sa2_rate_mean"]
+    assert measure_label("pc_rate_peak") == "PC rate, peak (Hz)"
+    cols = [f"{p}_{k}_{m}" for p in ("sa", "ra", "pc", "sa2") for k in ("rate", "count") for m in ("mean", "peak")]
+    cfg = {"outcome": {"primary": "ra_count_peak", "series": ["sa_rate", "sa_count", "ra_count", "pc_count", "sa2_count"]}}
+    assert primary_measures(cols, cfg) == ["ra_count_peak", "sa_count_peak", "pc_count_peak", "sa2_count_peak"]
+    default = {"outcome": {"primary": "sa_rate_mean", "series": ["sa_rate", "ra_rate", "pc_rate", "sa2_rate", "sa_count"]}}
+    assert primary_measures(cols, default) == ["sa_rate_mean", "ra_rate_mean", "pc_rate_mean", "sa2_rate_mean"]
 
 
 def grid(**axes) -> pd.DataFrame:

@@ -16,18 +16,18 @@ def test_a_run_writes_its_job_folder_and_prints_a_summary(cli, tmp_path):
     r = cli(*TINY, "hydra.run.dir=one")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "one"
-    for line in ("gaussian:", "SA ", "RA ", "SA2 ", "sa_rate_mean =", f"output: {out}"):
+    for line in ("gaussian:", "SA ", "RA ", "PC ", "SA2 ", "sa_rate_mean =", f"output: {out}"):
         assert line in r.stdout
     job = json.loads((out / "job.json").read_text())
     assert job["format"] == "sensoryforge-job/1"
-    assert job["counts"] == {"sa": 16, "ra": 25, "sa2": 4}
+    assert job["counts"] == {"sa": 16, "ra": 25, "pc": 4, "sa2": 4}
     assert job["steps"] == 200 and job["dt"] == 1.0
     (s,) = job["stimuli"]
     assert s["id"] == "stim_0000" and s["status"] == "ok" and s["type"] == "gaussian"
     assert s["params"]["amplitude"] == 30.0 and s["seed"] == 0 and s["repetition"] == 0
-    assert set(s["measures"]) >= {"sa_rate_mean", "ra_count_final", "sa2_rate_time_to_10"}
+    assert set(s["measures"]) >= {"sa_rate_mean", "ra_count_final", "pc_rate_peak", "sa2_rate_time_to_10"}
     with np.load(out / "spikes.npz") as z:
-        assert sorted(z.files) == ["stim_0000/ra", "stim_0000/sa", "stim_0000/sa2"]
+        assert sorted(z.files) == ["stim_0000/pc", "stim_0000/ra", "stim_0000/sa", "stim_0000/sa2"]
         for pop, n in job["counts"].items():
             flat = z[f"stim_0000/{pop}"]
             assert flat.size == s["spike_counts"][pop]

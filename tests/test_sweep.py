@@ -133,7 +133,7 @@ OLD_BATCH = {
     "metadata": {"batch_name": "legacy_sweep", "version": "1.0", "description": "older format"},
     "base_config": {
         "pipeline": {"device": "cpu", "seed": 42, "grid_size": 40, "spacing": 0.3, "center": [0.0, 0.0]},
-        "neurons": {"sa_neurons": 16, "ra_neurons": 25, "sa2_neurons": 4, "dt": 1.0},
+        "neurons": {"sa_neurons": 16, "ra_neurons": 25, "pc_neurons": 4, "sa2_neurons": 4, "dt": 1.0},
         "innervation": {"receptors_per_neuron": 28},
         "temporal": {"t_pre": 20, "t_ramp": 10, "t_plateau": 100, "t_post": 50, "dt": 1.0},
     },
@@ -163,7 +163,7 @@ def test_older_batch_yaml_runs_unchanged(cli, tmp_path):
     meta = json.loads((out / "batch_metadata.json").read_text())
     assert meta["batch_id"] == "legacy_sweep"
     assert meta["config"]["pipeline"]["duration"] == 190.0  # t_pre + 2 t_ramp + t_plateau + t_post
-    assert meta["config"]["neurons"]["sa"]["count"] == 16
+    assert {p: meta["config"]["neurons"][p]["count"] for p in ("sa", "ra", "pc", "sa2")} == {"sa": 16, "ra": 25, "pc": 4, "sa2": 4}
     assert "no equivalent for innervation" in r.stderr + r.stdout
 
 

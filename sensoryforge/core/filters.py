@@ -15,12 +15,19 @@ def lowpass_response(tau: float, dt: float, n: int) -> np.ndarray:
     return (1 - a) * a ** np.arange(n, dtype=np.float64)
 
 
-def velocity_response(tau: float, dt: float, n: int) -> np.ndarray:
-    """tau * d/dt of two cascaded low-passes: a band-pass with gain tau*omega/(1+(tau*omega)^2)."""
+def velocity_response(tau: float, dt: float, n: int, order: int = 1) -> np.ndarray:
+    """(tau d/dt)^order of order + 1 cascaded low-passes: a band-pass with gain
+    (tau w)^order / (1 + (tau w)^2)^((order + 1) / 2), peaking at w = sqrt(order) / tau.
+    order 1 is the velocity (6 dB/octave below the peak), order 2 the acceleration (12 dB/octave)."""
     a = math.exp(-dt / tau)
     m = np.arange(n, dtype=np.float64)
-    g = (1 - a) ** 2 * (m + 1) * a**m
-    return tau / dt * np.diff(g, prepend=0.0)
+    ways = np.ones(n)  # binomial (m + order choose order): the cascade's impulse response
+    for i in range(1, order + 1):
+        ways = ways * (m + i) / i
+    g = (1 - a) ** (order + 1) * ways * a**m
+    for _ in range(order):
+        g = tau / dt * np.diff(g, prepend=0.0)
+    return g
 
 
 RESPONSES = {"lowpass": lowpass_response, "velocity": velocity_response}
@@ -37,14 +44,15 @@ class FilterBank:
         self.steps, self.dt = steps, dt
         self.device, self.dtype, self.fft_dtype = device, dtype, fft_dtype
         self.nfft = 1 << (2 * steps - 1).bit_length()
-        self._cache: dict[tuple[str, float], torch.Tensor] = {}
+        self._cache: dict[tuple, torch.Tensor] = {}
 
-    def transfer(self, kind: str, tau: float) -> torch.Tensor:
-        """The spectrum of RESPONSES[kind] with time constant tau (ms)."""
-        if (kind, tau) not in self._cache:
-            h = torch.from_numpy(RESPONSES[kind](tau, self.dt, self.steps)).to(self.fft_dtype)
-            self._cache[(kind, tau)] = torch.fft.rfft(h, n=self.nfft).to(self.device)
-        return self._cache[(kind, tau)]
+    def transfer(self, kind: str, tau: float, *args) -> torch.Tensor:
+        """The spectrum of RESPONSES[kind] with time constant tau (ms) and further arguments."""
+        key = (kind, tau, *args)
+        if key not in self._cache:
+            h = torch.from_numpy(RESPONSES[kind](tau, self.dt, self.steps, *args)).to(self.fft_dtype)
+            self._cache[key] = torch.fft.rfft(h, n=self.nfft).to(self.device)
+        return self._cache[key]
 
     def spectrum(self, temporal: torch.Tensor) -> torch.Tensor:
         """Spectra [K, F] of temporal factors [T, K]."""

@@ -58,31 +58,40 @@ class SpikingModel:
         noise_sd: torch.Tensor,
         noise_decay: torch.Tensor,
         refractory_steps: torch.Tensor,
+        noise_scaling: torch.Tensor | None = None,
         record_voltage: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current: [T, B, N] input in the model's current unit; noise: [T+1, B, N] standard
-        normal (or None), turned into Ornstein-Uhlenbeck input noise of sd `noise_sd` (current
-        unit) and step decay `noise_decay`, started from its stationary law.
+        normal (or None), turned into Ornstein-Uhlenbeck input noise with step decay
+        `noise_decay`, started from its stationary law, of sd `noise_sd` (current unit) plus
+        `noise_scaling` times the input itself (if given: noise that grows with the stimulus).
 
         Returns spikes [T, B, N] (bool) and, if asked, the membrane potential [T, B, N].
         During the refractory period the membrane is held at its reset value.
         """
         T, B, N = current.shape
         s = self.init_state(B)
-        current = self.prepare(current)
+        raw, current = current, self.prepare(current)
         v_reset, v_peak = self.p[self.v_reset_key], self.p[self.v_peak_key]
         spikes = torch.empty(T, B, N, dtype=torch.bool, device=current.device)
         volts = torch.empty_like(current) if record_voltage else None
         n_ref = refractory_steps.to(current.dtype)
         ref = torch.zeros(B, N, dtype=current.dtype, device=current.device)  # steps still held
         hold = bool((refractory_steps > 1).any())
+        scaled = noise_scaling is not None and bool((noise_scaling > 0).any())
         if noise is not None:
-            kicks = noise[1:] * (noise_sd * torch.sqrt(1 - noise_decay**2))
-            ou = noise[0] * noise_sd
+            # with scaling, a unit-sd process multiplied by each step's sd; else sd folded in once
+            unit = torch.ones_like(noise_sd) if scaled else noise_sd
+            kicks = noise[1:] * (unit * torch.sqrt(1 - noise_decay**2))
+            ou = noise[0] * unit
         for t in range(T):
             if noise is not None:
                 ou = torch.addcmul(kicks[t], ou, noise_decay)
-                s = self.advance(s, current[t] + ou)
+                if scaled:
+                    sd = torch.addcmul(noise_sd, noise_scaling, raw[t].clamp_min(0))
+                    s = self.advance(s, torch.addcmul(current[t], ou, sd))
+                else:
+                    s = self.advance(s, current[t] + ou)
             else:
                 s = self.advance(s, current[t])
             if hold:

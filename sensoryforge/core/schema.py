@@ -15,8 +15,8 @@ from typing import Any
 
 from sensoryforge.core.params import param
 
-POPULATIONS = ("sa", "ra", "sa2")
-COLORS = {"sa": "#1f77b4", "ra": "#d62728", "sa2": "#2ca02c"}  # one colour per population, every plot
+POPULATIONS = ("sa", "ra", "pc", "sa2")  # SA1, RA (FA I), PC (FA II, Pacinian), SA2
+COLORS = {"sa": "#1f77b4", "ra": "#d62728", "pc": "#9467bd", "sa2": "#2ca02c"}  # one colour per population, every plot
 SEED_KEYS = ("seed", "repetition")  # per-trial keys: no parameter point of their own
 
 
@@ -69,7 +69,7 @@ class PipelineConfig:
     seed: int = param(42, "", None, "population seed: afferent positions, receptive fields, per-neuron parameters")
     grid_size: int = param(80, "receptors", ">=1", "receptors per side of the square receptor grid")
     spacing: float = param(0.15, "mm", ">0", "distance between neighbouring receptors")
-    dt: float = param(0.5, "ms", ">0", "simulation time step")
+    dt: float = param(0.25, "ms", ">0", "simulation time step (0.25 ms: vibration to 500 Hz, a quarter of Nyquist)")
     duration: float = param(1000.0, "ms", ">0", "simulated time per stimulus")
     save_intermediates: bool = param(False, "", None, "also save filtered drive, membrane potential, stimulus")
     batch_size: int = param(0, "stimuli", ">=0", "stimuli simulated together; 0 = automatic (memory-bounded)")
@@ -89,9 +89,10 @@ class FilterParams:
 
     tau_static: float = param(10.0, "ms", ">0", "time constant of the sustained path")
     w_static: float = param(1.0, "", ">=0", "weight of the sustained path")
-    tau_dynamic: float = param(5.0, "ms", ">0", "time constant of the velocity path")
-    w_on: float = param(0.0, "", ">=0", "weight of indentation velocity (onset)")
-    w_off: float = param(0.0, "", ">=0", "weight of release velocity (offset)")
+    tau_dynamic: float = param(5.0, "ms", ">0", "time constant of the dynamic path")
+    order: int = param(1, "", "1..3", "derivative order of the dynamic path: 1 velocity, 2 acceleration, 3 jerk")
+    w_on: float = param(0.0, "", ">=0", "weight of the dynamic path's positive part (indentation, onset)")
+    w_off: float = param(0.0, "", ">=0", "weight of its negative part (release, offset)")
 
 
 @dataclass
@@ -102,8 +103,10 @@ class PopulationConfig:
     jitter: float = param(0.5, "", "0..1", "afferent position jitter, as a fraction of the lattice step")
     gain: float = param(0.1, "1/kPa", ">=0", "drive (in rheobase units) per kPa of filtered pressure")
     bias: float = param(0.0, "", None, "constant drive (rheobase units); > 1 fires spontaneously")
+    saturation: float = param(0.0, "", ">=0", "drive d -> s tanh(d / s), rheobase units: transduction saturates; 0 = linear")
     filter: FilterParams = field(default_factory=FilterParams)
     noise_std: float = param(0.05, "", ">=0", "input noise sd, rheobase units (Ornstein-Uhlenbeck)")
+    noise_scaling: float = param(0.0, "", ">=0", "input noise sd per unit of drive: transduction noise grows with the stimulus")
     noise_tau: float = param(5.0, "ms", ">0", "input noise correlation time")
     refractory: float = param(2.0, "ms", ">=0", "absolute refractory period")
     variability: float = param(0.1, "", "0..0.5", "per-neuron coefficient of variation of model parameters")
@@ -118,17 +121,25 @@ class PopulationConfig:
 # against the physiology battery: wider SA/RA fields, a slower SA dynamic path, a sensitive RA
 # with a fast recovery current (a, d) that locks it 1:1 to vibration (docs/PHYSIOLOGY.md).
 def _sa() -> PopulationConfig:
-    return PopulationConfig(count=100, rf_sigma=1.4, gain=0.25, filter=FilterParams(tau_dynamic=30.0, w_on=2.0))
+    return PopulationConfig(count=100, rf_sigma=1.4, gain=0.25, saturation=15.0,
+                            filter=FilterParams(tau_dynamic=1.0, w_on=12.0),
+                            noise_std=0.05, noise_scaling=0.2, noise_tau=10.0)
 
 
 def _ra() -> PopulationConfig:
     return PopulationConfig(count=196, rf_sigma=1.4, gain=7.0,
-                            filter=FilterParams(w_static=0.0, tau_dynamic=4.0, w_on=1.0, w_off=0.25),
-                            izhikevich=IzhikevichParams(a=0.1, d=25.0))
+                            filter=FilterParams(w_static=0.0, tau_dynamic=2.5, w_on=1.0, w_off=0.35),
+                            izhikevich=IzhikevichParams(a=0.1, d=15.0), noise_std=0.2, noise_scaling=0.1)
+
+
+def _pc() -> PopulationConfig:
+    return PopulationConfig(count=36, rf_sigma=3.5, innervation=1.0, gain=2500.0,
+                            filter=FilterParams(w_static=0.0, tau_dynamic=0.7, order=3, w_on=1.0),
+                            izhikevich=IzhikevichParams(a=0.1, d=2.0))
 
 
 def _sa2() -> PopulationConfig:
-    return PopulationConfig(count=25, rf_sigma=3.0, innervation=1.0, gain=0.56,
+    return PopulationConfig(count=25, rf_sigma=3.0, innervation=1.0, gain=0.56, saturation=15.0,
                             filter=FilterParams(tau_static=50.0, tau_dynamic=10.0))
 
 
@@ -136,6 +147,7 @@ def _sa2() -> PopulationConfig:
 class NeuronsConfig:
     sa: PopulationConfig = field(default_factory=_sa)
     ra: PopulationConfig = field(default_factory=_ra)
+    pc: PopulationConfig = field(default_factory=_pc)
     sa2: PopulationConfig = field(default_factory=_sa2)
 
 

@@ -10,8 +10,10 @@ shares its batch: results never depend on chunking, order, launcher or resume.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +32,8 @@ from sensoryforge.core.stimuli import Stimulus
 # spikes and temporaries; used to size automatic batches.
 BYTES_PER_ELEMENT = 14
 AUTO_BATCH_BYTES = 256 * 2**20
+# each population's seed stream; pc came last, so the others kept their afferents when it was added
+SEED_INDEX = {"sa": 0, "ra": 1, "sa2": 2, "pc": 3}
 
 
 def auto_batch(steps: int, afferents: int) -> int:
@@ -64,6 +68,7 @@ class Population:
     positions: torch.Tensor  # [n, 2] mm
     weights: torch.Tensor  # [n, H*W] sparse CSR on device
     cfg: object
+    index: torch.Tensor | None = None  # which afferents of the configured population (None: all)
 
 
 @dataclass
@@ -102,23 +107,24 @@ class Simulator:
         self.x, self.y = self.grid.coords()
         self.populations: list[Population] = []
         offset = 0
-        for i, name in enumerate(POPULATIONS):
+        for name in POPULATIONS:
             pc = getattr(neurons, name)
-            gen = torch.Generator().manual_seed(noise_seed(pipeline.seed, 1000 + i))
+            gen = torch.Generator().manual_seed(noise_seed(pipeline.seed, 1000 + SEED_INDEX[name]))
             pos = afferent_positions(pc.count, self.grid.extent, pc.jitter, gen)
             w = innervation(pos, self.grid, pc.rf_sigma, pc.innervation, gen)
             w = w.to(device=self.device, dtype=self.dtype)
             self.populations.append(Population(name, pc.count, offset, pos, w, pc))
             offset += pc.count
         self.n_total = offset
+        self.whole = {p.name: p for p in self.populations}  # the configured populations
         self.filters = FilterBank(self.steps, self.dt, self.device, self.dtype, self.fft_dtype)
         self.transfer = {
             p.name: (self.filters.transfer("lowpass", p.cfg.filter.tau_static),
-                     self.filters.transfer("velocity", p.cfg.filter.tau_dynamic))
+                     self.filters.transfer("velocity", p.cfg.filter.tau_dynamic, int(p.cfg.filter.order)))
             for p in self.populations
         }
         self._build_models()
-        self.has_noise = any(p.cfg.noise_std > 0 for p in self.populations if p.count > 0)
+        self.has_noise = any(p.cfg.noise_std > 0 or p.cfg.noise_scaling > 0 for p in self.populations if p.count > 0)
 
     # -- spiking models --------------------------------------------------------------------
     def _build_models(self) -> None:
@@ -128,16 +134,19 @@ class Simulator:
         runs = itertools.groupby((p for p in self.populations if p.count > 0), key=lambda p: p.cfg.model)
         for model_name, pops in runs:
             model_cls, pops = MODELS[model_name], list(pops)
-            params, sd, decay, refr = [], [], [], []
+            params, sd, decay, refr, scaling = [], [], [], [], []
             for p in pops:
-                i = POPULATIONS.index(p.name)
-                gen = torch.Generator().manual_seed(noise_seed(self.cfg_pipeline.seed, 2000 + i))
+                gen = torch.Generator().manual_seed(noise_seed(self.cfg_pipeline.seed, 2000 + SEED_INDEX[p.name]))
                 mp = getattr(p.cfg, model_name)
-                params.append(per_neuron(model_cls, mp, p.count, p.cfg.variability, gen))
+                values = per_neuron(model_cls, mp, int(p.cfg.count), p.cfg.variability, gen)
+                if p.index is not None:
+                    values = {k: v[p.index] for k, v in values.items()}
+                params.append(values)
                 rheobase = model_cls.rheobase(mp)
                 scale[p.offset : p.offset + p.count] = rheobase
                 n = p.count
                 sd.append(torch.full((n,), p.cfg.noise_std * rheobase, dtype=torch.float64))
+                scaling.append(torch.full((n,), float(p.cfg.noise_scaling), dtype=torch.float64))
                 decay.append(torch.full((n,), math.exp(-self.dt / p.cfg.noise_tau), dtype=torch.float64))
                 refr.append(torch.full((n,), round(p.cfg.refractory / self.dt), dtype=torch.long))
             dev = dict(device=self.device, dtype=self.dtype)
@@ -146,11 +155,32 @@ class Simulator:
                 noise_sd=torch.cat(sd).to(**dev),
                 noise_decay=torch.cat(decay).to(**dev),
                 refractory_steps=torch.cat(refr).to(self.device),
+                noise_scaling=torch.cat(scaling).to(**dev),
             )
             cols = (pops[0].offset, pops[-1].offset + pops[-1].count)
             self.groups.append((model_cls(merged, self.dt), cols, extras))
         # drive (rheobase units) -> each model's current unit
         self.scale = scale.to(self.device, self.dtype)
+
+    def restricted(self, keep: dict[str, Sequence[int]]) -> Simulator:
+        """The same patch with only the afferents keep[population] (indices into the configured
+        population; a population not named keeps none). Each keeps its receptive field and
+        parameters, so an experiment on a few afferents costs what they cost. The noise differs
+        from the whole patch's (it is drawn per simulated column)."""
+        sim = copy.copy(self)
+        sim.populations, offset = [], 0
+        for name, p in self.whole.items():
+            idx = torch.as_tensor(np.asarray(keep.get(name, []), dtype=np.int64))
+            w = p.weights.to_sparse_coo().to_dense()[idx.to(self.device)]
+            with warnings.catch_warnings():  # CSR is "beta" in torch
+                warnings.simplefilter("ignore", UserWarning)
+                w = w.to_sparse_csr()
+            sim.populations.append(Population(name, len(idx), offset, p.positions[idx], w, p.cfg, idx))
+            offset += len(idx)
+        sim.n_total = offset
+        sim._build_models()
+        sim.has_noise = any(p.cfg.noise_std > 0 or p.cfg.noise_scaling > 0 for p in sim.populations if p.count > 0)
+        return sim
 
     # -- simulation ------------------------------------------------------------------------
     def auto_batch(self) -> int:
@@ -199,6 +229,9 @@ class Simulator:
                     v = filtered(vel) @ coef
                     d += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
                 torch.mul(d, p.cfg.gain, out=cols)
+            if p.cfg.saturation > 0:
+                s = float(p.cfg.saturation)
+                cols.copy_(torch.tanh(cols / s).mul_(s))
             if p.cfg.bias:
                 cols += p.cfg.bias
         return out, (spatial, temporal)

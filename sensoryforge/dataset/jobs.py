@@ -21,6 +21,7 @@ import numpy as np
 
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.response import decode
+from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.dataset.files import write_json, write_npz
 
 JOB_FILE = "job.json"
@@ -89,6 +90,8 @@ def read_records(root: Path) -> dict[str, Record]:
         job = read_job(jd)
         if job is None:
             continue
+        if "counts" in job:  # a folder from before a population existed had none of it
+            job["counts"] = {**{p: 0 for p in POPULATIONS}, **job["counts"]}
         for rec in job.get("stimuli", []):
             prev = best.get(rec["id"])
             if prev is None or (not prev.ok and rec["status"] == "ok"):
@@ -117,11 +120,14 @@ class NpzReader:
             self._key, self._path = rec.job_dir, path
         return self._z
 
-    def get(self, rec: Record, name: str) -> np.ndarray:
+    def get(self, rec: Record, name: str, empty: bool = False) -> np.ndarray:
+        """The array `name`; with empty=True, a missing one is an empty int32 array."""
         z = self(rec)
         try:
             return z[name]
         except KeyError:
+            if empty:
+                return np.zeros(0, np.int32)
             raise ConfigError(f"{self._path}: no array '{name}'; re-run that job") from None
 
     def close(self) -> None:
@@ -130,8 +136,9 @@ class NpzReader:
         self._z, self._key = None, None
 
     def flat(self, rec: Record, pop: str) -> np.ndarray:
-        """The flat spike indices of one population of a stimulus."""
-        return self.get(rec, f"{rec.record['id']}/{pop}")
+        """The flat spike indices of one population of a stimulus (none for a population of no
+        afferents that the job folder predates)."""
+        return self.get(rec, f"{rec.record['id']}/{pop}", empty=rec.job["counts"].get(pop) == 0)
 
     def raster(self, rec: Record, pop: str) -> np.ndarray:
         return decode(self.flat(rec, pop), rec.job["steps"], rec.job["counts"][pop])

@@ -7,7 +7,7 @@ With more swept keys, the two with the most values are plotted and the others av
 stderr and in the title). With several stimulus types, one file per type (sweep_<type>.png ...).
 
 The primary measures: outcome.primary and the same measure of the other populations' series of
-the same kind, e.g. sa_rate_mean -> sa_rate_mean, ra_rate_mean, sa2_rate_mean.
+the same kind, e.g. sa_rate_mean -> sa_rate_mean, ra_rate_mean, pc_rate_mean, sa2_rate_mean.
 Axis labels carry the units declared with `param(...)` in the schemas.
 
 `stimulus_plots` draws one stimulus: <id>_raster.png (spikes of every population, with the peak
@@ -178,6 +178,11 @@ def choose_keys(raw: pd.DataFrame, keys: list[str], wanted: list[str] | None) ->
     return chosen, [k for k in varying if k not in chosen]
 
 
+def _columns(n: int) -> int:
+    """Panels per row: up to 3, but 2 x 2 for four (one measure per population by default)."""
+    return 2 if n == 4 else min(n, 3)
+
+
 def plot_sweep(path: Path, raw: pd.DataFrame, key: str, measures: list[str], title: str, types=()) -> None:
     values = [v for v in pd.unique(raw[key].dropna())]
     numeric = _is_numeric(values)
@@ -185,7 +190,7 @@ def plot_sweep(path: Path, raw: pd.DataFrame, key: str, measures: list[str], tit
         values = sorted(values)
     xs = values if numeric else list(range(len(values)))
     n = len(measures)
-    cols = min(n, 3)
+    cols = _columns(n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     ns = []
@@ -218,7 +223,7 @@ def plot_heatmap(path: Path, raw: pd.DataFrame, kx: str, ky: str, measures: list
 
     xv, yv = axis(kx), axis(ky)
     n = len(measures)
-    cols = min(n, 3)
+    cols = _columns(n)
     rows = math.ceil(n / cols)
     cell = 0.55
     w = max(3.6, 1.6 + cell * len(xv))

@@ -14,7 +14,7 @@ worker opens its own handle), never in __init__, so it is safe with num_workers 
 
 An item is a dict:
   id        'stim_0007'
-  spikes    {population: [T, N]} or, with concat=True, one [T, N_sa + N_ra + N_sa2] tensor
+  spikes    {population: [T, N]} or, with concat=True, one [T, N_sa + N_ra + N_pc + N_sa2] tensor
             (populations in the order given; `ds.slices[pop]` says which columns are whose)
   labels    float32 [K]: the stimulus parameters named by `ds.label_keys` (NaN where a
             parameter does not exist for the item's type, e.g. in mixed batches)
@@ -78,10 +78,11 @@ class _Base(Dataset):
     """What both datasets share: ids, parameter dicts, labels, output shape options."""
 
     def __init__(self, populations, concat, dtype, labels, intermediates):
-        populations = tuple(populations)
-        bad = [p for p in populations if p not in POPS]
+        have = tuple(self.metadata.get("populations") or POPS)  # a dataset from before pc has no pc
+        populations = have if populations is None else tuple(populations)
+        bad = [p for p in populations if p not in have]
         if bad or not populations:
-            raise ValueError(f"populations={list(populations)}: choose among {', '.join(POPS)}")
+            raise ValueError(f"populations={list(populations)}: choose among {', '.join(have)}")
         self.populations = populations
         self.concat = bool(concat)
         self.dtype = dtype
@@ -135,11 +136,11 @@ class _Base(Dataset):
 class PtSpikeDataset(_Base):
     """results.pt in memory (sparse spikes, densified per item).
 
-    populations: which to return; concat: one [T, sum N] tensor instead of a dict;
-    dtype: torch.bool (default) or a float type; labels: parameter names for `labels`
-    (default: the swept numeric stimulus parameters); intermediates: include them if saved."""
+    populations: which to return (default: all the dataset has); concat: one [T, sum N] tensor
+    instead of a dict; dtype: torch.bool (default) or a float type; labels: parameter names for
+    `labels` (default: the swept numeric stimulus parameters); intermediates: include them if saved."""
 
-    def __init__(self, path, populations=POPS, concat=False, dtype=torch.bool, labels=None,
+    def __init__(self, path, populations=None, concat=False, dtype=torch.bool, labels=None,
                  intermediates=False):
         data = torch.load(Path(path))
         self.path = Path(path)
@@ -164,7 +165,7 @@ class H5SpikeDataset(_Base):
 
     Same options as PtSpikeDataset."""
 
-    def __init__(self, path, populations=POPS, concat=False, dtype=torch.bool, labels=None,
+    def __init__(self, path, populations=None, concat=False, dtype=torch.bool, labels=None,
                  intermediates=False):
         import h5py
 

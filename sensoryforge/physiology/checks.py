@@ -31,6 +31,11 @@ from sensoryforge.physiology.experiments import (
     exp_tuning,
 )
 from sensoryforge.physiology.lab import Lab, median, r_squared, steps_down
+from sensoryforge.physiology.realism import CHECKS_ADDED, SHORT_ADDED
+
+
+# first-spike latency SD across trials (check 6): sub-ms for RA, a few ms for SA on a 50 ms ramp
+JITTER_MS = {"sa": 5.0, "ra": 1.0}
 
 
 def check_1(lab: Lab) -> Check:
@@ -99,40 +104,53 @@ def check_3(lab: Lab) -> Check:
     return c
 
 
+def best_frequency(freqs: np.ndarray, thresholds: np.ndarray) -> float:
+    """Geometric mean of the frequencies whose threshold is within 2% of the lowest; NaN if none."""
+    if not np.isfinite(thresholds).any():
+        return NAN
+    m = np.isclose(thresholds, thresholds.min(), rtol=0.02)
+    return float(np.exp(np.log(freqs[m]).mean()))
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, with inf for a finite a over an infinite b reading as 0 and inf / inf as NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = float(np.float64(a) / np.float64(b))
+    return 0.0 if math.isnan(r) and math.isfinite(a) else r
+
+
 def check_4(lab: Lab) -> Check:
-    c = Check(4, "Vibrotactile tuning 1-400 Hz: lowest thresholds SA at low, RA at 8-64 Hz",
-              "Johansson, Landstrom & Lundstrom 1982, Brain Res 244:17")
+    c = Check(4, "Vibrotactile tuning 1-400 Hz: SA at low, RA at 8-64 Hz, PC at 150-400 Hz",
+              "Johansson, Landstrom & Lundstrom 1982, Brain Res 244:17; Talbot et al. 1968, J Neurophysiol 31:301")
     e = exp_tuning(lab)
-    if not len(e["sa"]) or not len(e["ra"]):
-        c.error = "no SA or RA afferents"
+    if not all(len(e[p]) for p in ("sa", "ra", "pc")):
+        c.error = "no SA, RA or PC afferents"
         return c
     f = e["freqs"]
-    sa, ra = np.median(e["sa"], 0), np.median(e["ra"], 0)
-
-    def best(t):
-        if not np.isfinite(t).any():
-            return NAN
-        m = np.isclose(t, t.min(), rtol=0.02)
-        return float(np.exp(np.log(f[m]).mean()))
-
-    low = f <= 2
-    ra_best = best(ra)
+    sa, ra, pc = (np.median(e[p], 0) for p in ("sa", "ra", "pc"))
+    ra_best, pc_best = best_frequency(f, ra), best_frequency(f, pc)
     i_best = int(np.argmin(np.where(np.isfinite(ra), ra, np.inf)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        low_ratio = float(np.max(sa[low] / ra[low])) if low.any() else NAN
-        best_ratio = float(ra[i_best] / sa[i_best])
+    low = f <= 2
+    low_ratio = max((ratio(s_, r_) for s_, r_ in zip(sa[low], ra[low])), default=NAN)
     lo_f, hi_f = sa[f <= 8], sa[f >= 32]
-    sa_low_high = float(lo_f.min() / hi_f.min()) if lo_f.size and hi_f.size and np.isfinite(lo_f.min()) else NAN
-    low_ratio = 0.0 if not np.isfinite(low_ratio) and np.isfinite(sa[low]).all() else low_ratio
-    best_ratio = 0.0 if np.isinf(sa[i_best]) and np.isfinite(ra[i_best]) else best_ratio
+    flutter = ra[(f >= 32) & (f <= 64)]
     c.criteria = [
         Criterion("RA best frequency (lowest median threshold)", ra_best, lo=8.0, hi=64.0, unit="Hz",
                   scale=0.3, log=True),
-        Criterion("SA lowest threshold at <= 8 Hz / at >= 32 Hz", sa_low_high, hi=0.5, scale=0.2, log=True),
+        Criterion("SA lowest threshold at <= 8 Hz / at >= 32 Hz", ratio(lo_f.min(), hi_f.min()), hi=0.5, scale=0.2,
+                  log=True),
         Criterion("SA / RA threshold at 1-2 Hz (worst)", low_ratio, hi=1.0, scale=0.2, log=True),
-        Criterion("RA / SA threshold at the RA best frequency", best_ratio, hi=0.5, scale=0.2, log=True),
+        Criterion("RA / SA threshold at the RA best frequency", ratio(ra[i_best], sa[i_best]), hi=0.5, scale=0.2,
+                  log=True),
+        Criterion("RA threshold at 128 Hz / at 32-64 Hz (roll-off)",
+                  ratio(ra[f == 128].min(), float(np.exp(np.log(flutter).mean()))) if (f == 128).any() else NAN,
+                  lo=2.0, hi=10.0, scale=0.2, log=True),
+        Criterion("PC best frequency (lowest median threshold)", pc_best, lo=150.0, hi=400.0, unit="Hz",
+                  scale=0.2, log=True),
+        Criterion("PC best threshold / RA best threshold", ratio(np.nanmin(pc), np.nanmin(ra)), hi=0.3, scale=0.2,
+                  log=True),
     ]
-    c.data = {"freqs": f, "sa": e["sa"], "ra": e["ra"]}
+    c.data = {"freqs": f, **{p: e[p] for p in POPULATIONS}}
     return c
 
 
@@ -210,23 +228,27 @@ def check_6(lab: Lab) -> Check:
     sp = lab.run(all_stims, duration, seeds=all_seeds, keep=chosen)
     # the first trial of each again, in a batch of a different size: must be bit-identical
     again = lab.run(stims, duration, seeds=[seeds[0]] * len(stims), keep=chosen)
-    sds, jit, varies, same = [], [], [], []
+    sds, jit = {p: [] for p in chosen}, {p: [] for p in chosen}
+    same = []
     for b, (pop, j) in enumerate(tags):
         trials = sp[pop][b * reps : (b + 1) * reps, :, j]  # [reps, T]
         n = trials.sum(1)
         if n.max() == 0:
             continue
-        sds.append(float(n.std(ddof=1)) if reps > 1 else 0.0)
+        sds[pop].append(float(n.std(ddof=1)) if reps > 1 else 0.0)
         first = [np.nonzero(tr)[0][0] * lab.dt for tr in trials if tr.any()]
         if len(first) >= 2:
-            jit.append(float(np.std(first, ddof=1)))
-        varies.append(bool((trials != trials[0]).any()))
+            jit[pop].append(float(np.std(first, ddof=1)))
         same.append(bool((again[pop][b, :, j] == trials[0]).all()))
     c.criteria = [
-        Criterion("spike-count SD across trials (median)", median(sds), hi=1.0, unit="spikes", scale=0.5),
-        Criterion("first-spike jitter, SD across trials (median)", median(jit), hi=1.0, unit="ms", scale=0.5),
-        Criterion("afferents whose trials differ (noise on)", float(np.mean(varies)) if varies else NAN, lo=0.5,
-                  scale=0.25),
+        Criterion(f"{pop.upper()} spike-count SD across trials (median)", median(sds[pop]), lo=0.1, hi=1.0,
+                  unit="spikes", scale=0.5)
+        for pop in chosen
+    ] + [
+        Criterion(f"{pop.upper()} first-spike jitter, SD across trials (median)", median(jit[pop]), hi=JITTER_MS[pop],
+                  unit="ms", scale=0.5)
+        for pop in chosen
+    ] + [
         Criterion("trials reproduced bit-identically from their seed", float(np.mean(same)) if same else NAN,
                   lo=1.0, hi=1.0, scale=0.25),
     ]
@@ -243,12 +265,13 @@ def check_7(lab: Lab) -> Check:
         c.error = "a population has no afferent"
         c.data = e
         return c
-    sa, ra, sa2 = (median(areas[p]) for p in POPULATIONS)
+    sa, ra, pc, sa2 = (median(areas[p]) for p in ("sa", "ra", "pc", "sa2"))
+    small = (sa + ra) / 2
     c.criteria = [
         Criterion("SA median field area", sa, lo=9.0, hi=15.0, unit="mm^2", scale=0.1, log=True),
         Criterion("RA median field area", ra, lo=9.0, hi=15.0, unit="mm^2", scale=0.1, log=True),
-        Criterion("SA2 / SA-and-RA median field area", sa2 / ((sa + ra) / 2) if sa + ra > 0 else NAN,
-                  lo=3.0, hi=12.0, scale=0.1, log=True),
+        Criterion("SA2 / SA-and-RA median field area", ratio(sa2, small), lo=3.0, hi=12.0, scale=0.1, log=True),
+        Criterion("PC / SA-and-RA median field area", ratio(pc, small), lo=3.0, hi=15.0, scale=0.1, log=True),
     ]
     c.data = e
     return c
@@ -309,6 +332,7 @@ def check_10(lab: Lab) -> Check:
         Criterion("afferents built = configured, all inside the patch", float(ok), lo=1.0, hi=1.0, scale=1.0),
         Criterion("SA density", dens["sa"], lo=50.0, hi=100.0, unit="/cm^2", scale=0.1, log=True),
         Criterion("RA density", dens["ra"], lo=100.0, hi=200.0, unit="/cm^2", scale=0.1, log=True),
+        Criterion("PC density", dens["pc"], lo=15.0, hi=35.0, unit="/cm^2", scale=0.1, log=True),
         Criterion("SA2 density", dens["sa2"], lo=5.0, hi=30.0, unit="/cm^2", scale=0.1, log=True),
         Criterion("SA:RA count ratio", lab.counts["sa"] / lab.counts["ra"] if lab.counts["ra"] else NAN,
                   lo=0.4, hi=0.65, scale=0.1, log=True),
@@ -321,6 +345,7 @@ def check_10(lab: Lab) -> Check:
 CHECKS: dict[int, Callable[[Lab], Check]] = {
     1: check_1, 2: check_2, 3: check_3, 4: check_4, 5: check_5,
     6: check_6, 7: check_7, 8: check_8, 9: check_9, 10: check_10,
+    **CHECKS_ADDED,
 }
 # the cheap subset used by calibration (experiment=calibrate): no tuning curves, no field maps
 QUICK_CHECKS = (1, 2, 3, 8, 9, 10)
@@ -328,4 +353,4 @@ QUICK_CHECKS = (1, 2, 3, 8, 9, 10)
 SHORT = {1: "SA sustained, linear in pressure", 2: "RA silent in hold, on/off bursts",
          3: "ramp speed: RA up, SA ramp > hold", 4: "vibrotactile tuning", 5: "RA phase locking, 40 Hz",
          6: "trial-to-trial variability", 7: "receptive-field areas", 8: "population response linear",
-         9: "no ISI under 1 ms", 10: "population layout"}
+         9: "no ISI under 1 ms", 10: "population layout", **SHORT_ADDED}

@@ -13,7 +13,8 @@ from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.core.stimuli.gaussian import Gaussian
 from sensoryforge.core.stimuli.probe import Probe
 from sensoryforge.core.stimuli.vibration import Vibration
-from sensoryforge.physiology.lab import Lab, bisect_threshold
+from sensoryforge.physiology.criteria import NAN
+from sensoryforge.physiology.lab import Lab, bisect_threshold, ladder_threshold
 
 # the standard ramp-and-hold (the default gaussian stimulus): rest 100, ramp 50, hold 700, ramp 50
 T_PRE, T_RAMP, T_HOLD = 100.0, 50.0, 700.0
@@ -23,6 +24,7 @@ RAMP_TIMES = (200.0, 100.0, 50.0, 25.0, 12.5)  # ms: check 3 ramps to REFERENCE 
 FREQUENCIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 400.0)  # Hz, check 4
 PHASE_LOCK_HZ = 40.0
 PHASE_LOCK_AMPS = tuple(0.25 * 2 ** (i / 2) for i in range(17))  # 0.25 .. 64 kPa
+ENTRAINED = 0.5  # phase-locked spikes per cycle at the tuning threshold (check 4)
 MAP_FACTOR = 4.0  # fields mapped at 4x the afferent's threshold at its most sensitive point
 STRONG = (100.0, 300.0)  # kPa, check 9's extra steps
 
@@ -32,7 +34,7 @@ def exp_ramp_hold(lab: Lab) -> dict:
     centre at AMPLITUDES: rates in rest/ramp/hold/release windows and PSTHs."""
     if "ramp_hold" in lab.cache:
         return lab.cache["ramp_hold"]
-    ks = {"sa": lab.opt.k_sa, "ra": lab.opt.k_ra, "sa2": lab.opt.k_sa2}
+    ks = {"sa": lab.opt.k_sa, "ra": lab.opt.k_ra, "pc": lab.opt.k_sa2, "sa2": lab.opt.k_sa2}
     chosen = {p: lab.central(p, k) for p, k in ks.items()}
     stims, tags = [], []
     for pop, idx in chosen.items():
@@ -67,6 +69,7 @@ def exp_ramp_hold(lab: Lab) -> dict:
             "through": through.all(-1) if k else np.zeros((0, na), bool),  # fires in every 100 ms of the hold
             "psth": psth,  # [k, na, bins] Hz
             "psth_dt": nb * lab.dt,
+            "trains": own,  # [k, na, T] bool: each afferent's own spike trains
         }
     lab.cache["ramp_hold"] = out
     return out
@@ -105,23 +108,40 @@ def exp_ramp_speed(lab: Lab) -> dict:
     return out
 
 
+def entrained(spikes: np.ndarray, frequency: float, t0: float, dt: float) -> tuple[float, float]:
+    """(spikes per cycle, vector strength) of one train [T] (bool) from time t0 (ms) to its end,
+    over whole cycles of `frequency` (Hz); vector strength is NaN under 3 spikes."""
+    cycles = int(frequency * (spikes.shape[0] * dt - t0) / 1000.0)
+    if cycles < 1:
+        return 0.0, NAN
+    t = np.nonzero(spikes[int(round(t0 / dt)) :])[0] * dt + t0
+    t = t[t < t0 + cycles * 1000.0 / frequency]
+    if t.size < 3:
+        return t.size / cycles, NAN
+    ph = 2 * np.pi * frequency * t / 1000.0
+    return t.size / cycles, float(np.hypot(np.cos(ph).sum(), np.sin(ph).sum()) / t.size)
+
+
 def exp_tuning(lab: Lab) -> dict:
-    """Threshold (kPa) vs vibration frequency for central SA and RA afferents: the smallest
-    amplitude evoking at least 0.5 spikes per cycle (offset = amplitude, so the trough touches 0)."""
+    """Threshold (kPa) vs vibration frequency for central afferents of every class: the smallest
+    amplitude at which the train carries at least ENTRAINED phase-locked spikes per cycle
+    (spikes per cycle x vector strength: a 1:1 locked train gives 1, firing unrelated to the
+    phase gives ~0). Offset = amplitude, so the trough touches 0 kPa."""
     if "tuning" in lab.cache:
         return lab.cache["tuning"]
     k = lab.opt.k_tuning
-    chosen = {"sa": lab.central("sa", k), "ra": lab.central("ra", k)}
+    chosen = {p: lab.central(p, k) for p in POPULATIONS}
     nyq = 1000.0 / (2 * lab.dt)
     freqs = [f for f in FREQUENCIES if f <= nyq / 2]  # at least 4 samples per cycle
     pairs = [(pop, j, f) for pop, idx in chosen.items() for j in range(len(idx)) for f in freqs]
     thr = {}
-    for group in ([p for p in pairs if p[2] < 8], [p for p in pairs if p[2] >= 8]):
+    for group in ([p for p in pairs if p[2] < 16], [p for p in pairs if p[2] >= 16]):
         if not group:
             continue
-        t_pre, t_ramp = 20.0, (100.0 if group[0][2] < 8 else 20.0)
+        slow = group[0][2] < 16  # at least 4 cycles in the window
+        t_pre, t_ramp = 20.0, (100.0 if slow else 20.0)
         settle = 30.0
-        window = 1000.0 if group[0][2] < 8 else 250.0
+        window = 1000.0 if slow else 250.0
         w0 = t_pre + t_ramp + settle
         duration = w0 + window
 
@@ -131,14 +151,15 @@ def exp_tuning(lab: Lab) -> dict:
             return Vibration(amplitude=a, frequency=f, center_x=cx, center_y=cy, t_pre=t_pre, t_ramp=t_ramp,
                              t_plateau=duration)
 
-        def respond(sp, group=group, w0=w0, window=window):
+        def respond(sp, group=group, w0=w0, t_pre=t_pre):
             out = np.zeros(len(group), bool)
             for i, (pop, j, f) in enumerate(group):
-                n = window_counts(sp[pop][i, :, j], w0, w0 + window, lab.dt, axis=0)
-                out[i] = n / (f * window / 1000.0) >= 0.5
+                # phases from the sinusoid's start: shift the train so that t_pre is time 0
+                per_cycle, vs = entrained(sp[pop][i, int(round(t_pre / lab.dt)) :, j], f, w0 - t_pre, lab.dt)
+                out[i] = per_cycle * np.nan_to_num(vs) >= ENTRAINED
             return out
 
-        res = bisect_threshold(lab, make, len(group), duration, respond, keep=chosen)
+        res = ladder_threshold(lab, make, len(group), duration, respond, keep=chosen)
         for (pop, j, f), v in zip(group, res):
             thr[(pop, j, f)] = v
     out = {"freqs": np.asarray(freqs)}
@@ -166,14 +187,14 @@ def exp_fields(lab: Lab) -> dict:
                      t_plateau=t_hold)
 
     chosen = {"sa": lab.central("sa", lab.opt.k_map), "ra": lab.central("ra", lab.opt.k_map),
-              "sa2": lab.central("sa2", lab.opt.k_sa2)}
+              "pc": lab.central("pc", lab.opt.k_sa2), "sa2": lab.central("sa2", lab.opt.k_sa2)}
     half = lab.extent / 2
     items = []  # (pop, j, hot spot, candidate positions [P, 2], step)
     for pop, idx in chosen.items():
         if len(idx) == 0:
             continue
         w = lab.weights(pop)[torch.from_numpy(idx)]  # [k, HW]
-        step = lab.opt.map_step * (2 if pop == "sa2" else 1)
+        step = lab.opt.map_step * (2 if pop in ("pc", "sa2") else 1)  # the large fields
         reach = 3.5 * float(lab.pops[pop].cfg.rf_sigma) + 1.0
         for j in range(len(idx)):
             cen = (w[j] @ lab.receptors).numpy()
@@ -202,7 +223,7 @@ def exp_fields(lab: Lab) -> dict:
 
     tags = [(pop, j) for pop, j, *_ in items]
     thr = bisect_threshold(lab, lambda i, a: probe(items[i][2][0], items[i][2][1], a), len(items), duration,
-                           lambda sp: responds(sp, tags), keep=chosen, lo=0.01, hi=1e4)
+                           lambda sp: responds(sp, tags), keep=chosen, lo=1e-4, hi=1e4)
     stims, owner = [], []
     for i, item in enumerate(items):
         if not np.isfinite(thr[i]):

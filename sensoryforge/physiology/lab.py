@@ -40,6 +40,7 @@ class Lab:
         self.dt = float(cfg.pipeline.dt)
         self.seed = noise_seed(int(cfg.seed), 0)
         self._sims: dict[float, Simulator] = {}
+        self._restricted: dict[tuple, Simulator] = {}
         self.cache: dict[str, Any] = {}
         self.min_isi = math.inf  # ms, over every spike train simulated
         self.trains = 0
@@ -87,20 +88,24 @@ class Lab:
     ) -> dict[str, np.ndarray]:
         """Simulate `stimuli` (one noise seed each; default the battery's) for `duration` ms.
 
-        Returns population -> bool spikes [B, T, k] of the afferents in `keep[pop]` (all if not
-        given). Every spike train simulated also updates the battery's shortest ISI.
+        With `keep`, only the afferents keep[pop] are simulated (a population not named: none), and
+        population -> bool spikes [B, T, k] come back in that order; without, the whole patch.
+        Every spike train simulated also updates the battery's shortest ISI.
         """
         sim = self.sim(duration)
+        if keep is not None:
+            keep = {p: tuple(int(i) for i in v) for p, v in keep.items()}
+            key = (float(duration), tuple(sorted(keep.items())))
+            if key not in self._restricted:
+                self._restricted[key] = sim.restricted(keep)
+            sim = self._restricted[key]
         seeds = list(seeds) if seeds is not None else [self.seed] * len(stimuli)
-        keep = {p: np.asarray(list(v), dtype=np.int64) for p, v in (keep or {}).items()}
         out: dict[str, list[np.ndarray]] = {p: [] for p in POPULATIONS}
         for start in range(0, len(stimuli), self.opt.batch):
             res = sim.run(list(stimuli[start : start + self.opt.batch]), seeds[start : start + self.opt.batch])
             for pop in POPULATIONS:
                 s = res.spikes[pop]
                 self._track(s)
-                if pop in keep:
-                    s = s[..., torch.from_numpy(keep[pop]).to(s.device)]
                 out[pop].append(s.cpu().numpy())
         return {p: np.concatenate(v) if v else np.zeros((0, sim.steps, 0), bool) for p, v in out.items()}
 
@@ -167,3 +172,36 @@ def bisect_threshold(
     thr = np.exp(hi_a)
     thr = np.where(top, thr, math.inf)
     return np.where(bottom, lo, thr)
+
+
+def ladder_threshold(
+    lab: Lab,
+    make: Callable[[int, float], Any],
+    n: int,
+    duration: float,
+    respond: Callable[[dict[str, np.ndarray]], np.ndarray],
+    keep: dict[str, Iterable[int]],
+    lo: float = 0.05,
+    hi: float = 2000.0,
+) -> np.ndarray:
+    """Like bisect_threshold, for responses that need not grow with amplitude (a second spike per
+    cycle lowers phase locking): the lowest responding amplitude of a ladder of steps of 4x from
+    lo to hi, refined by bisection (bisection_steps - 3 halvings) between it and the step below."""
+    levels = lo * 4.0 ** np.arange(int(math.floor(math.log(hi / lo, 4))) + 1)
+    hit = np.zeros((n, len(levels)), bool)
+    for m, a in enumerate(levels):
+        hit[:, m] = respond(lab.run([make(i, float(a)) for i in range(n)], duration, keep=keep))
+    first = np.where(hit.any(1), hit.argmax(1), -1)
+    hi_a = np.log(levels[np.maximum(first, 0)])
+    lo_a = hi_a - math.log(4.0)
+    todo = first > 0
+    for _ in range(max(lab.opt.bisection_steps - 3, 0)):
+        if not todo.any():
+            break
+        mid = (lo_a + hi_a) / 2
+        r = respond(lab.run([make(i, math.exp(mid[i])) for i in range(n)], duration, keep=keep)) & todo
+        hi_a = np.where(r, mid, hi_a)
+        lo_a = np.where(r | ~todo, lo_a, mid)
+    thr = np.exp(hi_a)
+    return np.where(first < 0, math.inf, np.where(first == 0, lo, thr))
+

@@ -6,7 +6,8 @@ The file's parts map onto SensoryForge as follows:
   metadata.batch_name                 -> dataset.name (the batch id)
   base_config.pipeline.{device,seed,grid_size,spacing}
                                       -> pipeline.*
-  base_config.neurons.{sa,ra,sa2}_neurons -> neurons.<pop>.count
+  base_config.neurons.{sa,ra,pc,sa2}_neurons
+                                      -> neurons.<pop>.count
   base_config.neurons.dt, temporal.dt -> pipeline.dt
   base_config.temporal.{t_pre,t_ramp,t_plateau} -> stimulus.* of every sweep
   base_config.temporal.t_post         -> pipeline.duration = t_pre + 2 t_ramp + t_plateau + t_post
