@@ -6,7 +6,7 @@
 It writes job folders directly, as `sensoryforge -m` would leave them (spikes.npz, series.npz,
 job.json with the real config, measures computed by sensoryforge.core.outcomes), for the default
 populations at dt 0.5 ms (the workload of benchmarks/RESULTS.md; the default dt is 0.25 ms):
-1 s (T = 2000), 100 SA + 196 RA + 32 PC + 25 SA2 afferents, 100 stimuli per job.
+1 s (T = 2000), 100 SA + 196 RA + 36 PC + 25 SA2 afferents, 100 stimuli per job.
 Spikes are Poisson with realistic time courses: SA sustained over the ramp and hold, RA and PC
 bursts at onset and offset, SA2 slow and sustained; afferent rates fall off with their distance from
 the stimulus as in a receptive-field map. `--scales` multiplies every rate: 1 is about the quick-start
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-COUNTS = {"sa": 100, "ra": 196, "pc": 32, "sa2": 25}
+COUNTS = {"sa": 100, "ra": 196, "pc": 36, "sa2": 25}
 DT, STEPS = 0.5, 2000
 
 

@@ -129,3 +129,21 @@ def test_noise_moves_spike_times_and_zero_noise_is_exact():
     sub = simulate(LIF, LIFParams(), [0.9], dt=0.5, ms=2000.0, noise=0.3)
     assert sub.sum() > 0
     assert simulate(LIF, LIFParams(), [0.9], dt=0.5, ms=2000.0, noise=0.0).sum() == 0
+
+
+def test_noise_scaling_makes_the_noise_grow_with_the_input():
+    """sd = noise_std + noise_scaling x input: with noise_std 0, no input means no noise, and the
+    membrane's fluctuations (LIF far below threshold: linear) grow in proportion to the input."""
+    p = LIFParams(v_threshold=1e6)  # never fires: v is a linear filter of the input
+    n, steps, dt = 3, 20000, 0.5
+    model = LIF(per_neuron(LIF, p, n, 0.0, torch.Generator().manual_seed(0)), dt)
+    current = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64).expand(steps, 1, n).contiguous()
+    xi = torch.randn(steps + 1, 1, n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    xi[:, :, 2] = xi[:, :, 1]  # the same noise sequence for inputs 1 and 2
+    zeros = torch.zeros(n, dtype=torch.float64)
+    _, v = model.run(current, xi, zeros, torch.full((n,), math.exp(-dt / 5.0), dtype=torch.float64),
+                     torch.zeros(n, dtype=torch.long), noise_scaling=torch.full((n,), 0.3, dtype=torch.float64),
+                     record_voltage=True)
+    sd = v[1000:, 0].std(0)
+    assert float(sd[0]) == 0.0
+    assert float(sd[2] / sd[1]) == pytest.approx(2.0, rel=1e-9)

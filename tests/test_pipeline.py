@@ -25,7 +25,8 @@ def tiny():
 
 def quiet(cfg_overrides=()):
     """Tiny config without noise or variability: filters and models can be checked exactly."""
-    ov = TINY + [f"neurons.{p}.{k}=0" for p in ("sa", "ra", "pc", "sa2") for k in ("noise_std", "variability")]
+    ov = TINY + [f"neurons.{p}.{k}=0" for p in ("sa", "ra", "pc", "sa2")
+                 for k in ("noise_std", "noise_scaling", "variability", "saturation")]
     return load_config(ov + list(cfg_overrides))
 
 
@@ -220,3 +221,50 @@ def test_a_new_stimulus_type_is_one_registered_dataclass():
             to_stimulus(load_config([*TINY, "stimulus=ring_test", "stimulus.width=-1"]).stimulus)
     finally:
         REGISTRY.pop("ring_test")
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_higher_order_dynamic_paths_have_the_analytic_gain(order):
+    """(tau d/dt)^n of n + 1 low-passes: gain (w tau)^n / (1 + (w tau)^2)^((n + 1) / 2), peak at
+    w = sqrt(n) / tau, n x 6 dB per octave below it (the Pacinian path is n = 3)."""
+    dt, tau, n = 0.01, 1.0, 40000
+    h = velocity_response(tau, dt, n, order)
+    assert abs(h.sum()) < 1e-9
+    t = np.arange(n) * dt
+    for f_hz in (10.0, 1000 * math.sqrt(order) / (2 * math.pi * tau), 600.0):
+        w = 2 * math.pi * f_hz / 1000.0
+        gain = abs(np.sum(h * np.exp(-1j * w * t)))
+        assert gain == pytest.approx((w * tau) ** order / (1 + (w * tau) ** 2) ** ((order + 1) / 2), rel=0.03)
+    assert np.array_equal(velocity_response(5.0, 0.5, 100, 1), velocity_response(5.0, 0.5, 100))
+
+
+def test_saturation_bounds_the_drive_by_tanh():
+    stim = ["stimulus=step", "stimulus.amplitude=2000", "stimulus.t_pre=20"]
+    lin = quiet(stim)
+    sat = quiet(stim + ["neurons.sa.saturation=3"])
+    d_lin, _ = Simulator(lin.pipeline, lin.neurons).drive(to_stimulus(lin.stimulus))
+    sim = Simulator(sat.pipeline, sat.neurons)
+    d_sat, _ = sim.drive(to_stimulus(sat.stimulus))
+    sa = slice(0, sim.populations[0].count)
+    assert float(d_lin[:, sa].max()) > 10
+    assert float(d_sat[:, sa].max()) <= 3.0
+    torch.testing.assert_close(d_sat[:, sa], 3 * torch.tanh(d_lin[:, sa] / 3))
+    torch.testing.assert_close(d_sat[:, sa.stop:], d_lin[:, sa.stop:])  # only SA saturates
+
+
+def test_a_restricted_simulator_gives_the_same_afferents_the_same_spikes():
+    """The battery simulates only the afferents it reads: without noise they fire exactly as in
+    the whole patch (fields and per-neuron parameters are kept)."""
+    cfg = load_config(TINY + [f"neurons.{p}.{k}=0" for p in ("sa", "ra", "pc", "sa2")
+                              for k in ("noise_std", "noise_scaling")])
+    sim = Simulator(cfg.pipeline, cfg.neurons)
+    stim = to_stimulus(load_config(TINY + ["stimulus.amplitude=60"]).stimulus)
+    whole = sim.run([stim], [0]).spikes
+    busiest = whole["sa"][0].sum(0).argsort(descending=True)
+    keep = {"sa": [int(busiest[2]), int(busiest[0]), 5], "pc": [1]}  # any order, silent ones too
+    sub = sim.restricted(keep)
+    assert [p.count for p in sub.populations] == [3, 0, 1, 0]
+    part = sub.run([stim], [0]).spikes
+    assert whole["sa"][..., keep["sa"]].sum() > 0
+    for pop, idx in keep.items():
+        assert torch.equal(part[pop], whole[pop][..., idx])

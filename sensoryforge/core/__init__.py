@@ -26,13 +26,14 @@ from sensoryforge.core.stimuli import REGISTRY, Stimulus, register
 from sensoryforge.core.stimuli.flat import Step, Trapezoid
 from sensoryforge.core.stimuli.gabor import Gabor
 from sensoryforge.core.stimuli.gaussian import Gaussian
+from sensoryforge.core.stimuli.indentation import Indentation, Vibrotactile
 from sensoryforge.core.stimuli.moving_gaussian import MovingGaussian
 from sensoryforge.core.stimuli.probe import Probe
 from sensoryforge.core.stimuli.vibration import Vibration
 
 __all__ = [
     "COLORS", "POPULATIONS", "REGISTRY", "SEED_KEYS", "ConfigError", "FilterParams", "Gabor", "Gaussian",
-    "MovingGaussian", "NeuronsConfig", "OutcomeConfig", "PipelineConfig", "PopulationConfig", "Probe", "Response",
-    "Simulator", "Step", "Stimulus", "Trapezoid", "Vibration", "compute_outcomes", "decode", "encode", "noise_seed",
+    "Indentation", "MovingGaussian", "NeuronsConfig", "OutcomeConfig", "PipelineConfig", "PopulationConfig", "Probe", "Response",
+    "Simulator", "Step", "Stimulus", "Trapezoid", "Vibration", "Vibrotactile", "compute_outcomes", "decode", "encode", "noise_seed",
     "register",
 ]

@@ -33,7 +33,6 @@ from sensoryforge.physiology.experiments import (
 from sensoryforge.physiology.lab import Lab, median, r_squared, steps_down
 from sensoryforge.physiology.realism import CHECKS_ADDED, SHORT_ADDED
 
-
 # first-spike latency SD across trials (check 6): sub-ms for RA, a few ms for SA on a 50 ms ramp
 JITTER_MS = {"sa": 5.0, "ra": 1.0}
 

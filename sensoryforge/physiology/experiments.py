@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sensoryforge.core.response import bin_sum, window_counts, window_rate
+from sensoryforge.core.response import bin_sum, window_rate
 from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.core.stimuli.gaussian import Gaussian
 from sensoryforge.core.stimuli.probe import Probe
