@@ -207,7 +207,7 @@ def check_5(lab: Lab) -> Check:
 
 
 def check_6(lab: Lab) -> Check:
-    c = Check(6, "Repeated identical trials with noise: spike-count SD < 1, jitter <= 1 ms, reproducible",
+    c = Check(6, "Repeated identical trials: count SD above 0 and under 1, jitter under 1 ms (RA) and a few ms (SA)",
               "Vega-Bermudez & Johnson 1999, J Neurophysiol 81:2701")
     chosen = {"sa": lab.central("sa", lab.opt.k_sa), "ra": lab.central("ra", lab.opt.k_ra)}
     reps = lab.opt.repetitions

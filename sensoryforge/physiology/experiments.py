@@ -11,8 +11,8 @@ import torch
 from sensoryforge.core.response import bin_sum, window_rate
 from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.core.stimuli.gaussian import Gaussian
+from sensoryforge.core.stimuli.indentation import Vibrotactile
 from sensoryforge.core.stimuli.probe import Probe
-from sensoryforge.core.stimuli.vibration import Vibration
 from sensoryforge.physiology.criteria import NAN
 from sensoryforge.physiology.lab import Lab, bisect_threshold, ladder_threshold
 
@@ -25,6 +25,7 @@ FREQUENCIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 400.0)  # Hz,
 PHASE_LOCK_HZ = 40.0
 PHASE_LOCK_AMPS = tuple(0.25 * 2 ** (i / 2) for i in range(17))  # 0.25 .. 64 kPa
 ENTRAINED = 0.5  # phase-locked spikes per cycle at the tuning threshold (check 4)
+TUNING_PROBE_MM = 0.5  # probe radius of the tuning curves (1 mm diameter)
 MAP_FACTOR = 4.0  # fields mapped at 4x the afferent's threshold at its most sensitive point
 STRONG = (100.0, 300.0)  # kPa, check 9's extra steps
 
@@ -123,10 +124,11 @@ def entrained(spikes: np.ndarray, frequency: float, t0: float, dt: float) -> tup
 
 
 def exp_tuning(lab: Lab) -> dict:
-    """Threshold (kPa) vs vibration frequency for central afferents of every class: the smallest
-    amplitude at which the train carries at least ENTRAINED phase-locked spikes per cycle
-    (spikes per cycle x vector strength: a 1:1 locked train gives 1, firing unrelated to the
-    phase gives ~0). Offset = amplitude, so the trough touches 0 kPa."""
+    """Threshold (um, zero to peak) vs vibration frequency for central afferents of every class,
+    as published: a probe of TUNING_PROBE_MM radius vibrating on the field centre, the preload
+    equal to the amplitude (the probe stays in contact). Threshold = the smallest amplitude at
+    which the train carries at least ENTRAINED phase-locked spikes per cycle (spikes per cycle x
+    vector strength: a 1:1 locked train gives 1, firing unrelated to the phase gives ~0)."""
     if "tuning" in lab.cache:
         return lab.cache["tuning"]
     k = lab.opt.k_tuning
@@ -148,8 +150,8 @@ def exp_tuning(lab: Lab) -> dict:
         def make(i, a, group=group, t_pre=t_pre, t_ramp=t_ramp, duration=duration):
             pop, j, f = group[i]
             cx, cy = (float(v) for v in lab.centroids(pop)[chosen[pop][j]])
-            return Vibration(amplitude=a, frequency=f, center_x=cx, center_y=cy, t_pre=t_pre, t_ramp=t_ramp,
-                             t_plateau=duration)
+            return Vibrotactile(amplitude=a, frequency=f, preload=a / 1000.0, radius=TUNING_PROBE_MM, center_x=cx,
+                                center_y=cy, t_pre=t_pre, t_ramp=t_ramp, t_plateau=duration)
 
         def respond(sp, group=group, w0=w0, t_pre=t_pre):
             out = np.zeros(len(group), bool)
@@ -159,7 +161,7 @@ def exp_tuning(lab: Lab) -> dict:
                 out[i] = per_cycle * np.nan_to_num(vs) >= ENTRAINED
             return out
 
-        res = ladder_threshold(lab, make, len(group), duration, respond, keep=chosen)
+        res = ladder_threshold(lab, make, len(group), duration, respond, keep=chosen, lo=0.01, hi=3000.0)
         for (pop, j, f), v in zip(group, res):
             thr[(pop, j, f)] = v
     out = {"freqs": np.asarray(freqs)}

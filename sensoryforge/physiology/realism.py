@@ -32,7 +32,8 @@ FOLLOW_HZ = (40.0, 80.0)
 FOLLOW_UM = (10.0, 20.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0)  # vibration amplitude, um (check 13)
 FOLLOW_MAX_UM = 200.0  # SA1 lock at 40-100 Hz at tens to ~200 um
 LOCKED_VS = 0.6
-MULTIPLES = (10.0, 100.0)  # x threshold (check 15)
+MULTIPLES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)  # x threshold: the rate-intensity curve of check 15
+JUDGED = (10.0, 100.0)  # ... and the two multiples it judges
 
 
 def check_11(lab: Lab) -> Check:
@@ -160,7 +161,7 @@ def check_14(lab: Lab) -> Check:
 
 
 def check_15(lab: Lab) -> Check:
-    c = Check(15, f"SA1 saturation and maintained adaptation at {MULTIPLES[0]:g}x and {MULTIPLES[1]:g}x threshold",
+    c = Check(15, f"SA1 saturation and maintained adaptation at {JUDGED[0]:g}x and {JUDGED[1]:g}x threshold",
               "Knibestol 1975, J Physiol 245:63; Knibestol & Vallbo 1980, J Physiol 300:251")
     idx = lab.central("sa", lab.opt.k_sa)
     if len(idx) == 0:
@@ -179,24 +180,26 @@ def check_15(lab: Lab) -> Check:
 
     # threshold: a sustained response (>= 5 Hz through the hold)
     thr = bisect_threshold(lab, make, len(idx), duration, lambda sp: hold_rate(sp) >= 5.0, keep=keep, lo=0.1, hi=1e3)
+    k = len(idx)
+    sp = lab.run([make(i, float(m * thr[i])) for m in MULTIPLES for i in range(k)], duration, keep=keep)["sa"]
     hold, ratio = {}, {}
-    for m in MULTIPLES:
-        sp = lab.run([make(i, float(m * thr[i])) for i in range(len(idx))], duration, keep=keep)
-        h = hold_rate(sp)
-        onset = np.array([window_rate(sp["sa"][i, :, i], T_PRE, t_on + 30.0, lab.dt, axis=0) for i in range(len(idx))])
+    for n, m in enumerate(MULTIPLES):
+        own = np.stack([sp[n * k + i, :, i] for i in range(k)])  # [k, T]: each afferent's own train
+        h = window_rate(own, t_on + 100.0, t_off, lab.dt, axis=-1)
+        onset = window_rate(own, T_PRE, t_on + 30.0, lab.dt, axis=-1)
         hold[m], ratio[m] = h, np.where(onset > 0, h / np.maximum(onset, 1e-9), NAN)
-    lo_m, hi_m = MULTIPLES
+    lo_m, hi_m = JUDGED
     ok = np.isfinite(thr)
     c.criteria = [
         Criterion(f"SA hold rate at {hi_m:g}x / at {lo_m:g}x threshold (median)",
                   median(hold[hi_m][ok] / np.maximum(hold[lo_m][ok], 1e-9)) if ok.any() else NAN, lo=1.0, hi=2.5,
                   scale=0.1, log=True),
-        Criterion(f"highest SA hold rate (up to {hi_m:g}x threshold)", float(max(hold[hi_m].max(), hold[lo_m].max())),
+        Criterion(f"highest SA hold rate (up to {hi_m:g}x threshold)", float(max(h.max() for h in hold.values())),
                   hi=250.0, unit="Hz", scale=0.1, log=True),
     ] + [
         Criterion(f"SA hold / onset rate at {m:g}x threshold (median)", median(ratio[m][ok]) if ok.any() else NAN,
                   lo=0.3, hi=0.85, scale=0.1)
-        for m in MULTIPLES
+        for m in JUDGED
     ]
     c.data = {"threshold_kpa": thr, "hold": hold, "hold_onset": ratio}
     return c

@@ -22,7 +22,9 @@ from sensoryforge.physiology.experiments import (
     T_HOLD,
     T_PRE,
     T_RAMP,
+    TUNING_PROBE_MM,
 )
+from sensoryforge.physiology.realism import LOCKED_VS, PC_HZ
 
 
 def report_lines(c: Check) -> list[str]:
@@ -66,7 +68,7 @@ def _plot_battery(results: list[Check], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     by = {c.number: c for c in results}
-    fig, axes = plt.subplots(3, 3, figsize=(15, 12.5))
+    fig, axes = plt.subplots(4, 4, figsize=(20, 16.5))
     ax = axes.ravel()
     for a in ax:
         a.set_visible(False)
@@ -117,16 +119,18 @@ def _plot_battery(results: list[Check], path: Path) -> None:
         a.legend(fontsize=8)
     if 4 in by and by[4].data:
         d = by[4].data
-        a = panel(3, "4. Vibrotactile threshold (>= 0.5 spike/cycle)")
-        a.axvspan(8, 64, color="tab:red", alpha=0.08)
-        for pop in ("sa", "ra"):
-            t = np.where(np.isfinite(d[pop]), d[pop], np.nan)
-            a.plot(d["freqs"], t.T, color=COLORS[pop], alpha=0.3, lw=0.8)
-            a.plot(d["freqs"], np.nanmedian(t, 0), "o-", color=COLORS[pop], lw=2, label=pop.upper())
+        a = panel(3, "4, 11. Vibrotactile tuning (>= 0.5 locked spike/cycle)")
+        for pop, (lo, hi) in PUBLISHED_BEST.items():  # published best-frequency bands
+            a.axvspan(lo, hi, color=COLORS[pop], alpha=0.08)
+        for pop in POPULATIONS:
+            if len(d.get(pop, [])):
+                t = np.where(np.isfinite(d[pop]), d[pop], np.nan)
+                a.plot(d["freqs"], t.T, color=COLORS[pop], alpha=0.3, lw=0.8)
+                a.plot(d["freqs"], np.nanmedian(t, 0), "o-", color=COLORS[pop], lw=2, label=pop.upper())
         a.set_xscale("log")
         a.set_yscale("log")
-        a.set_xlabel("frequency (Hz)")
-        a.set_ylabel("threshold amplitude (kPa)")
+        a.set_xlabel("frequency (Hz); shaded: published best bands")
+        a.set_ylabel(f"threshold amplitude (um, {2 * TUNING_PROBE_MM:g} mm probe)")
         a.legend(fontsize=8)
     if 5 in by and by[5].data:
         d = by[5].data
@@ -161,7 +165,7 @@ def _plot_battery(results: list[Check], path: Path) -> None:
             if v.size:
                 a.scatter(np.full(v.size, k) + np.linspace(-0.15, 0.15, v.size), v, color=COLORS[pop], s=14)
                 a.plot([k - 0.25, k + 0.25], [np.median(v)] * 2, color="k")
-        a.set_xticks(range(3), ["SA", "RA", "SA2"])
+        a.set_xticks(range(len(POPULATIONS)), [p.upper() for p in POPULATIONS])
         a.set_yscale("log")
         a.set_ylabel("field area (mm^2)")
         a.legend(fontsize=8)
@@ -177,13 +181,73 @@ def _plot_battery(results: list[Check], path: Path) -> None:
             row += 1
         a.set_xlabel("time (ms)")
         a.set_ylabel("trial")
-    a = panel(8, "Summary")
+    _plot_added(by, panel)
+    a = panel(15, "Summary")
     a.axis("off")
     lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.number:>2}. {SHORT.get(c.number, c.title)}" for c in results]
     loss = sum(c.loss for c in results)
     lines += ["", f"{sum(c.passed for c in results)}/{len(results)} passed, validation loss {loss:.3f}"]
-    a.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9)
+    a.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=8)
     fig.tight_layout()
     with atomic(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+# published best-frequency bands drawn behind the tuning curves (docs/PHYSIOLOGY.md, checks 4, 11)
+PUBLISHED_BEST = {"sa": (1.0, 8.0), "ra": (10.0, 60.0), "pc": (200.0, 300.0)}
+
+
+def _plot_added(by: dict, panel) -> None:
+    """Panels of checks 12-16: Pacinian locking, SA following, ISI histograms, saturation,
+    recruitment."""
+    if 12 in by and by[12].data:
+        d = by[12].data
+        a = panel(8, f"12. {PC_HZ:g} Hz: spikes per cycle")
+        for pop in ("ra", "pc"):
+            a.plot(d["amplitudes"], np.median(d["per_cycle"][pop], 0), "o-", color=COLORS[pop], label=pop.upper())
+        a.axhline(1, color="0.5", ls=":")
+        if np.isfinite(d["silent_kpa"]):
+            a.axvline(d["silent_kpa"], color=COLORS["ra"], ls="--", lw=0.8, label="strongest with RA silent")
+        a.set_xscale("log")
+        a.set_xlabel("amplitude (kPa)")
+        a.set_ylabel("spikes per cycle (median)")
+        a.legend(fontsize=8)
+    if 13 in by and by[13].data:
+        d = by[13].data
+        a = panel(9, "13. SA following: vector strength")
+        for f, style in zip(d["vs"], ("o-", "s--")):
+            a.plot(d["amplitudes"], np.nanmedian(d["vs"][f], 0), style, color=COLORS["sa"], label=f"{f:g} Hz")
+        a.axhline(LOCKED_VS, color="0.5", ls=":")
+        a.set_xscale("log")
+        a.set_ylim(0, 1.05)
+        a.set_xlabel("amplitude (um)")
+        a.set_ylabel("vector strength (median)")
+        a.legend(fontsize=8)
+    if 14 in by and by[14].data:
+        d = by[14].data
+        a = panel(10, "14. ISI CV in the hold (afferent x pressure)")
+        bins = np.linspace(0, 1, 21)
+        for pop in ("sa", "sa2"):
+            v = d["cv"][pop].ravel()
+            a.hist(v[np.isfinite(v)], bins=bins, color=COLORS[pop], alpha=0.6, label=pop.upper())
+        a.axvspan(0.2, 0.8, color=COLORS["sa"], alpha=0.06)
+        a.set_xlabel("ISI coefficient of variation")
+        a.set_ylabel("count")
+        a.legend(fontsize=8)
+    if 15 in by and by[15].data:
+        d = by[15].data
+        a = panel(11, "15. SA hold rate at multiples of threshold")
+        m = sorted(d["hold"])
+        a.plot(m, np.array([d["hold"][k] for k in m]), color=COLORS["sa"], alpha=0.4, marker="o")
+        a.axhline(250, color="0.5", ls=":")
+        a.set_xscale("log")
+        a.set_xlabel("x threshold")
+        a.set_ylabel("hold rate (Hz)")
+    if 16 in by and by[16].data:
+        d = by[16].data["recruited"]
+        a = panel(12, "16. Recruited by 30 kPa, 1 mm (fraction)")
+        pops = [p for p in POPULATIONS if p in d]
+        a.bar(range(len(pops)), [d[p] for p in pops], color=[COLORS[p] for p in pops])
+        a.set_xticks(range(len(pops)), [p.upper() for p in pops])
+        a.set_ylim(0, 1)
