@@ -193,3 +193,24 @@ def test_a_tiny_calibration_improves_the_mis_set_start(tmp_path):
     assert report["start_loss"] == pytest.approx(start)
     assert report["best"]["loss"] == pytest.approx(best["best_value"])
     assert (sweep / "calibration.png").exists() and (sweep / "calibration.csv").exists()
+
+
+def test_entrained_reads_spikes_per_cycle_and_vector_strength():
+    from sensoryforge.physiology.experiments import entrained
+
+    dt, f = 0.25, 100.0  # 10 ms cycles = 40 steps
+    locked = np.zeros(4000, bool)
+    locked[np.arange(8, 4000, 40)] = True  # one spike per cycle, always at the same phase
+    per, vs = entrained(locked, f, 0.0, dt)
+    assert per == pytest.approx(1.0) and vs == pytest.approx(1.0)
+    twice = locked.copy()
+    twice[np.arange(28, 4000, 40)] = True  # a second spike half a cycle later cancels the first
+    per, vs = entrained(twice, f, 0.0, dt)
+    assert per == pytest.approx(2.0) and vs < 1e-6
+    rng = np.random.default_rng(0)
+    unrelated = rng.random(4000) < 0.02  # Poisson-like firing, no phase preference
+    assert entrained(unrelated, f, 0.0, dt)[1] < 0.2
+    assert np.isnan(entrained(np.zeros(4000, bool), f, 0.0, dt)[1])
+    # from t0 on: spikes before it are not counted
+    per, _ = entrained(locked, f, 500.0, dt)
+    assert per == pytest.approx(1.0)

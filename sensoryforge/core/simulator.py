@@ -124,7 +124,6 @@ class Simulator:
             for p in self.populations
         }
         self._build_models()
-        self.has_noise = any(p.cfg.noise_std > 0 or p.cfg.noise_scaling > 0 for p in self.populations if p.count > 0)
 
     # -- spiking models --------------------------------------------------------------------
     def _build_models(self) -> None:
@@ -179,8 +178,11 @@ class Simulator:
             offset += len(idx)
         sim.n_total = offset
         sim._build_models()
-        sim.has_noise = any(p.cfg.noise_std > 0 or p.cfg.noise_scaling > 0 for p in sim.populations if p.count > 0)
         return sim
+
+    @property
+    def has_noise(self) -> bool:
+        return any(p.cfg.noise_std > 0 or p.cfg.noise_scaling > 0 for p in self.populations if p.count > 0)
 
     # -- simulation ------------------------------------------------------------------------
     def auto_batch(self) -> int:

@@ -22,7 +22,7 @@ class Options:
 
     k_sa: int = 6  # afferents per class in the single-afferent experiments
     k_ra: int = 6
-    k_sa2: int = 3
+    k_sa2: int = 3  # SA2, and PC (the large fields)
     k_tuning: int = 3  # per class (SA, RA) in the frequency-tuning experiment
     k_map: int = 10  # SA and RA fields mapped (SA2: k_sa2)
     repetitions: int = 10  # check 6

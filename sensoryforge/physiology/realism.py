@@ -80,8 +80,9 @@ def check_12(lab: Lab) -> Check:
     vs = {p: np.full((len(v), len(PC_AMPS)), NAN) for p, v in chosen.items()}
     for b, (pop, j, m) in enumerate(tags):
         per[pop][j, m], vs[pop][j, m] = entrained(sp[pop][b, int(round(t_pre / lab.dt)):, j], PC_HZ, w0, lab.dt)
-    silent = np.nonzero((per["ra"] == 0).all(0))[0]
-    k = int(silent.max()) if silent.size else -1
+    # the strongest amplitude below the first at which any RA fires
+    fires = np.nonzero((per["ra"] > 0).any(0))[0]
+    k = int(fires[0]) - 1 if fires.size else len(PC_AMPS) - 1
     driven = per["ra"] >= 0.5
     c.criteria = [
         Criterion("PC spikes per cycle at the strongest vibration leaving every RA silent (median)",
