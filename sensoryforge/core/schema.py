@@ -121,7 +121,7 @@ class PopulationConfig:
 # against the physiology battery: wider SA/RA fields, a slower SA dynamic path, a sensitive RA
 # with a fast recovery current (a, d) that locks it 1:1 to vibration (docs/PHYSIOLOGY.md).
 def _sa() -> PopulationConfig:
-    return PopulationConfig(count=100, rf_sigma=1.4, gain=0.3, saturation=15.0,
+    return PopulationConfig(count=100, rf_sigma=1.4, gain=0.3, bias=-0.15, saturation=15.0,
                             filter=FilterParams(tau_dynamic=1.0, w_on=12.0),
                             noise_std=0.05, noise_scaling=0.2, noise_tau=10.0)
 
