@@ -81,7 +81,7 @@ def test_cli_prints_pass_fail_and_exits_by_the_result(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["neurons.sa.gainn=1"], "neurons.sa.gainn"),
     (["pipeline.dt=-1"], "pipeline.dt=-1.0: must be > 0 ms"),
-    (["--checks", "11"], "unknown check"),
+    (["--checks", "17"], "unknown check"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     r = run_cli([*args, "-o", str(tmp_path / "v")], tmp_path, module="sensoryforge.cli.validate")

@@ -26,7 +26,7 @@ def tiny():
 def quiet(cfg_overrides=()):
     """Tiny config without noise or variability: filters and models can be checked exactly."""
     ov = TINY + [f"neurons.{p}.{k}=0" for p in ("sa", "ra", "pc", "sa2")
-                 for k in ("noise_std", "noise_scaling", "variability", "saturation")]
+                 for k in ("noise_std", "noise_scaling", "variability", "saturation", "bias")]
     return load_config(ov + list(cfg_overrides))
 
 
