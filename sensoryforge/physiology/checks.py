@@ -24,6 +24,7 @@ from sensoryforge.physiology.experiments import (
     T_HOLD,
     T_PRE,
     T_RAMP,
+    entrained,
     exp_fields,
     exp_population,
     exp_ramp_hold,
@@ -169,17 +170,12 @@ def check_5(lab: Lab) -> Check:
                        center_y=float(cen[i, 1]), t_pre=t_pre, t_ramp=t_ramp, t_plateau=duration)
              for i in idx for a in amps]
     sp = lab.run(stims, duration, keep={"ra": idx})["ra"]
-    cycles = PHASE_LOCK_HZ * window / 1000.0
-    a0, a1 = int(round(w0 / lab.dt)), int(round((w0 + window) / lab.dt))
     per_cycle = np.zeros((len(idx), len(amps)))
     vs = np.full((len(idx), len(amps)), NAN)
+    start = int(round(t_pre / lab.dt))  # phases from the sinusoid's start
     for j in range(len(idx)):
         for m in range(len(amps)):
-            t = np.nonzero(sp[j * len(amps) + m, a0:a1, j])[0] * lab.dt + w0
-            per_cycle[j, m] = t.size / cycles
-            if t.size >= 3:
-                ph = 2 * math.pi * PHASE_LOCK_HZ * (t - t_pre) / 1000.0
-                vs[j, m] = float(np.hypot(np.cos(ph).sum(), np.sin(ph).sum()) / t.size)
+            per_cycle[j, m], vs[j, m] = entrained(sp[j * len(amps) + m, start:, j], PHASE_LOCK_HZ, w0 - t_pre, lab.dt)
     width, vs_plateau = np.zeros(len(idx)), np.full(len(idx), NAN)
     la = np.log(amps)
     for j in range(len(idx)):
