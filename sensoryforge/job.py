@@ -126,8 +126,11 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
                 try:
                     simulate([s])
                 except Exception as e:  # noqa: BLE001 - recorded and reported, never swallowed
+                    # one line in the log; the traceback is kept in job.json for whoever debugs it
                     records[s.id]["error"] = f"{type(e).__name__}: {e}"
-                    log.error("%s failed: %s\n%s", s.id, e, traceback.format_exc())
+                    records[s.id]["traceback"] = traceback.format_exc()
+                    if cfg.chunk:  # a single run says it once, as its exit message
+                        log.error("%s failed: %s", s.id, records[s.id]["error"])
 
     t_simulated = time.perf_counter()
     files = write_arrays(out_dir, {"spikes": spikes_out, "series": series_out,

@@ -21,6 +21,8 @@ from sensoryforge.cli.preflight import preflight
 from sensoryforge.config import CONF_DIR, check
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.response import Response
+from sensoryforge.core.schema import SWITCHES
+from sensoryforge.dataset.files import DiskFull
 from sensoryforge.job import run, spec_from_config, spec_from_plan
 from sensoryforge.sweep import progress
 from sensoryforge.sweep.launchers import configure_threads
@@ -49,12 +51,18 @@ def task(cfg: DictConfig) -> float:
     else:
         sid = f"stim_{hc.job.num:04d}" if hc.mode == RunMode.MULTIRUN else "stim_0000"
         specs = [spec_from_config(cfg, sid, point_of(hc.overrides.task))]
-    job = run(cfg, specs, out)
+    try:
+        job = run(cfg, specs, out)
+    except DiskFull as e:
+        if cfg.chunk:
+            raise  # the sweeper records the chunk as lost, with this reason
+        fail(str(e))
     failed = [s for s in job["stimuli"] if s["status"] != "ok"]
     if cfg.chunk:
         progress.report(sweep_dir, plan, cfg.chunk, job)
     elif failed:
-        raise RuntimeError(failed[0].get("error", "simulation failed"))
+        fail(f"{failed[0]['id']} failed: {failed[0].get('error', 'simulation failed')} "
+             f"(traceback in {out / 'job.json'})")
     else:
         print(summary(job, out), flush=True)
     values = [s["measures"].get(cfg.outcome.primary) for s in job["stimuli"] if s["status"] == "ok"]
@@ -65,7 +73,7 @@ def task(cfg: DictConfig) -> float:
 def point_of(task_overrides) -> dict:
     """A single run's overrides as its sweep point: key -> value (parsed)."""
     overrides = parse_overrides([str(o) for o in task_overrides])
-    return {o.key_or_group: o.value() for o in overrides if not o.is_hydra_override()}
+    return {o.key_or_group: o.value() for o in overrides if not o.is_hydra_override() and o.key_or_group not in SWITCHES}
 
 
 def summary(job: dict, out: Path) -> str:
@@ -91,17 +99,25 @@ def summary(job: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
+def fail(message: str, code: int = 1) -> None:
+    """One line on stderr and a non-zero exit: 2 for bad input, 1 for a failure while running."""
+    print(f"sensoryforge: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console entry point: preflight checks, then Hydra."""
+    """Console entry point: preflight checks, then Hydra. Ctrl-C stops with one line (written
+    files are whole, temporary ones removed, finished stimuli kept for a resume)."""
     try:
         argv = preflight(sys.argv[1:])
+        if argv is None:  # handled entirely by the preflight (single-run dry run)
+            return
+        sys.argv = [sys.argv[0], *argv]
+        task()
     except ConfigError as e:
-        print(f"sensoryforge: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if argv is None:  # handled entirely by the preflight (single-run dry run)
-        return
-    sys.argv = [sys.argv[0], *argv]
-    task()
+        fail(str(e), 2)
+    except KeyboardInterrupt:
+        fail("interrupted; finished stimuli are kept: run the same command again to resume", 130)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""Command-line checks before Hydra starts: unknown config options, unknown keys, wrong types and
-values out of range each become one `ConfigError` line, before any folder is created.
+"""Command-line checks before Hydra starts: unknown config options, unknown keys, wrong types,
+values out of range or not finite, empty sweeps, a batch file's content, an output folder that
+cannot be written, launcher settings and (for a single run) a job the machine cannot hold each
+become one `ConfigError` line, before any folder is created.
 
 In a sweep, each swept value of a key is checked by the sweeper (every point, before launching);
 here a sweep contributes its first value so keys and types are checked once.
@@ -7,6 +9,7 @@ here a sweep contributes its first value so keys and types are checked once.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hydra import compose
@@ -14,14 +17,15 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from sensoryforge.config import check, compose_error, hydra_context
 from sensoryforge.core.params import ConfigError, unknown_key
 from sensoryforge.sweep.batchfile import load_batch_file
-from sensoryforge.sweep.estimate import single_dry_run
-from sensoryforge.sweep.plan import is_group, parse_overrides
+from sensoryforge.sweep.estimate import check_output_folder, check_resources, single_dry_run
+from sensoryforge.sweep.launchers import check_launcher
+from sensoryforge.sweep.plan import check_chunking, is_group, parse_overrides
 
 _PASS_THROUGH = ("help", "hydra_help", "cfg", "info", "shell_completion", "config_path", "config_dir",
                  "config_name", "experimental_rerun")
@@ -55,15 +59,40 @@ def check_key(cfg: DictConfig, key: str) -> None:
 
 
 def batch_file_overrides(overrides: list[Override], argv: list[str]) -> list[str]:
-    """A batch YAML in the older format names its output folder: it becomes hydra.sweep.dir."""
+    """A batch YAML in the older format is read and checked whole here (one line for anything
+    wrong in it); the output folder it names becomes hydra.sweep.dir unless one is given."""
     files = [o for o in overrides if o.key_or_group == "batch_file" and not o.is_sweep_override()]
-    if not files or any(o.key_or_group == "hydra.sweep.dir" for o in overrides):
+    if not files:
         return argv
     path = Path(str(files[0].value()))
     if not path.is_file():
         raise ConfigError(f"batch_file={path}: no such file")
     out = load_batch_file(path).output_dir
-    return [*argv, f"hydra.sweep.dir={out}"] if out else argv
+    if out and not any(o.key_or_group == "hydra.sweep.dir" for o in overrides):
+        return [*argv, f"hydra.sweep.dir={out}"]
+    return argv
+
+
+def check_sweeps(overrides: list[Override], multirun: bool) -> None:
+    """A sweep needs -m, and a sweep of no values is an error (it would run nothing)."""
+    for o in overrides:
+        if not o.is_sweep_override():
+            continue
+        if not multirun:
+            raise ConfigError(f"{o.input_line}: a sweep; add -m to run it (sensoryforge -m {o.input_line} ...)")
+        if o.is_discrete_sweep() and not values_of(o):
+            raise ConfigError(f"{o.input_line}: an empty sweep (no values), so nothing would run")
+
+
+def check_hydra(hydra: DictConfig, multirun: bool) -> None:
+    """The output folder, and in a sweep the launcher's and sweeper's settings."""
+    if not multirun:
+        check_output_folder("hydra.run.dir", Path(str(hydra.run.dir)))
+        return
+    check_output_folder("hydra.sweep.dir", Path(str(hydra.sweep.dir)))
+    check_launcher(hydra.launcher)
+    if "chunk_size" in hydra.sweeper:
+        check_chunking(hydra.sweeper)
 
 
 def preflight(argv: list[str]) -> list[str] | None:
@@ -72,8 +101,14 @@ def preflight(argv: list[str]) -> list[str] | None:
     if any(getattr(args, k, None) for k in _PASS_THROUGH):
         return argv
     overrides = parse_overrides(args.overrides)
+    if not args.multirun and any(o.key_or_group == "batch_file" for o in overrides):
+        # a batch file is a sweep: run it as one rather than the default simulation beside it
+        print("sensoryforge: batch_file= runs a sweep: running it as `sensoryforge -m ...`", file=sys.stderr)
+        return preflight(["-m", *argv])
+    check_sweeps(overrides, args.multirun)
     if args.multirun:
         argv = batch_file_overrides(overrides, argv)
+        overrides = parse_overrides(get_args_parser().parse_args(argv).overrides)
     with hydra_context():
         loader = GlobalHydra.instance().config_loader()
         groups, values = [], []
@@ -95,16 +130,21 @@ def preflight(argv: list[str]) -> list[str] | None:
             for o, _ in values:
                 if not o.is_hydra_override() and not o.is_add() and not o.is_force_add():
                     check_key(base, o.key_or_group)
-            cfg = compose("config", overrides=groups + [v for _, v in values])
+            cfg = compose("config", overrides=groups + [v for _, v in values], return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as e:
             raise compose_error(e) from None
+        hydra = cfg.hydra
+        with open_dict(cfg):
+            cfg.pop("hydra")
         if cfg.objective != "primary":
             # the battery, imported only when it is asked for
             from sensoryforge.physiology import parse_checks
 
             parse_checks(list(cfg.validation_checks))
+        check_hydra(hydra, args.multirun)
         if not args.multirun:
             check(cfg)
+            check_resources(cfg, Path(str(hydra.run.dir)))
             if cfg.dry_run:
                 single_dry_run(cfg)
                 return None

@@ -18,6 +18,11 @@ class ConfigError(ValueError):
     """Bad user input. The message is one line: the key, the value, and what is allowed."""
 
 
+# Every number a user sets must be finite and at most this large in magnitude: no quantity of the
+# model (mm, ms, kPa, rheobase units) needs more, and float32 arithmetic stays finite below it.
+MAX_MAGNITUDE = 1e9
+
+
 def param(default: Any, unit: str = "", check: str | None = None, doc: str = "") -> Any:
     """A dataclass field with metadata.
 
@@ -69,9 +74,19 @@ def allowed(cls: type, name: str) -> str:
     return "any value of its type"
 
 
+def finite(value: Any) -> bool:
+    """A number within what the model can compute with: finite, |x| <= MAX_MAGNITUDE (floats; an
+    integer's size is judged by the checks that need it, e.g. the memory a count implies)."""
+    return not isinstance(value, float) or (math.isfinite(value) and abs(value) <= MAX_MAGNITUDE)
+
+
 def check_value(cls: type, name: str, value: Any, path: str) -> None:
+    """One field's value against its rule (finite numbers, then its `check`)."""
     meta = {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
     check = meta.get("check")
+    if not finite(value):
+        rule = f" {allowed(cls, name)}" if check and not check.startswith("in:") else ""
+        raise ConfigError(f"{path}={value}: must be a finite number{rule} (|x| <= {MAX_MAGNITUDE:g})")
     if check and not _passes(value, check):
         raise ConfigError(f"{path}={value}: must be {allowed(cls, name)}")
 
@@ -90,7 +105,7 @@ def check_fields(obj: Any, path: str) -> None:
             isinstance(value, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(value))
         ):
             check_fields(value, key)
-        elif f.metadata.get("check"):
+        else:
             check_value(cls, f.name, value, key)
 
 

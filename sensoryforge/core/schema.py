@@ -66,7 +66,7 @@ MODEL_PARAMS: dict[str, type] = {"izhikevich": IzhikevichParams, "lif": LIFParam
 class PipelineConfig:
     device: str = param("cpu", "", "in:cpu,cuda,mps,auto", "where tensors live; auto = cuda, else mps, else cpu")
     dtype: str = param("float32", "", "in:float32,float64", "floating point precision")
-    seed: int = param(42, "", None, "population seed: afferent positions, receptive fields, per-neuron parameters")
+    seed: int = param(42, "", ">=0", "population seed: afferent positions, receptive fields, per-neuron parameters")
     grid_size: int = param(80, "receptors", ">=1", "receptors per side of the square receptor grid")
     spacing: float = param(0.15, "mm", ">0", "distance between neighbouring receptors")
     dt: float = param(0.25, "ms", ">0", "simulation time step (0.25 ms: vibration to 500 Hz, a quarter of Nyquist)")
@@ -185,7 +185,7 @@ class Config:
     stimulus: Any = "???"  # a registered stimulus type (stimulus=<type>), required
     outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    seed: int = param(0, "", None, "base seed of the trial noise")
+    seed: int = param(0, "", ">=0", "base seed of the trial noise")
     repetition: int = param(0, "", ">=0", "trial index; the noise seed derives from (seed, repetition)")
     dry_run: bool = param(False, "", None, "print what would run, with estimates; simulate nothing")
     batch_file: str | None = param(None, "", None, "a batch YAML in the older format, run as a sweep")
@@ -199,6 +199,8 @@ class Config:
     validation_checks: list[int] = param([], "", None, "battery checks in the validation loss; empty = all")
 
 
+# command-line and testing switches: never part of a sweep point, a fingerprint or a table
+SWITCHES = ("chunk", "dry_run", "batch_file", "fail_stimuli")
 # keys that change neither spikes nor outcomes: left out of fingerprints and datasets' configs
 NON_RESULT_KEYS = ("chunk", "dry_run", "fail_stimuli", "dataset", "batch_file", "objective", "validation_checks")
 NON_RESULT_PIPELINE_KEYS = ("batch_size", "threads", "save_intermediates")

@@ -1,18 +1,23 @@
 """What a sweep or a run would cost, without running it: the dry run's report and its estimates
-of time, memory and disk."""
+of time, memory and disk, and the refusal, before anything runs, of a job the machine cannot hold
+or an output folder that cannot be written."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from sensoryforge.config import to_stimulus
+from sensoryforge.core.params import ConfigError
 from sensoryforge.core.schema import POPULATIONS
-from sensoryforge.core.simulator import BYTES_PER_ELEMENT, auto_batch
+from sensoryforge.core.simulator import auto_batch, memory_needed
 from sensoryforge.core.text import clock
+from sensoryforge.dataset.files import free_bytes
+from sensoryforge.sweep.launchers import machine_memory, parallelism
 from sensoryforge.sweep.plan import Point, swept_keys, written
 
 # Measured on the reference 2-core machine (benchmarks/RESULTS.md, W1-W4): seconds per stimulus,
@@ -29,11 +34,32 @@ BASE_MEMORY_MB = 450  # python + torch + hydra
 DISK_BYTES_PER_SPIKE, DISK_BYTES_PER_STIMULUS, ASSUMED_RATE_HZ = 25, 2048, 2.0
 
 
-def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
+def _size(cfg: DictConfig) -> tuple[int, int]:
+    """(steps, afferents) of a config."""
     steps = max(1, round(cfg.pipeline.duration / cfg.pipeline.dt))
-    n = sum(getattr(cfg.neurons, p).count for p in POPULATIONS)
-    batch = cfg.pipeline.batch_size or auto_batch(steps, n)
-    batch = min(batch, max(1, math.ceil(n_stimuli / max(n_jobs, 1))))
+    return steps, sum(getattr(cfg.neurons, p).count for p in POPULATIONS)
+
+
+def memory_mb(cfg: DictConfig, stimuli_per_job: int) -> tuple[float, str]:
+    """Peak memory of one job in MB, and its largest part (e.g. 'receptor grid')."""
+    parts = memory_needed(cfg.pipeline, cfg.neurons, stimuli_per_job)
+    return BASE_MEMORY_MB + sum(parts.values()) / 2**20, max(parts, key=parts.get)
+
+
+def disk_mb(cfg: DictConfig, n_stimuli: int) -> float:
+    """Disk the job folders and the dataset take, at ASSUMED_RATE_HZ per afferent."""
+    steps, n = _size(cfg)
+    spikes = n_stimuli * n * ASSUMED_RATE_HZ * steps * cfg.pipeline.dt / 1000.0
+    disk = spikes * DISK_BYTES_PER_SPIKE + n_stimuli * DISK_BYTES_PER_STIMULUS
+    if cfg.pipeline.save_intermediates:  # drive and potential, float32, in the npz, .h5 and .pt
+        disk += n_stimuli * steps * n * 8 * 3
+    return disk / 2**20
+
+
+def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
+    steps, n = _size(cfg)
+    per_job = max(1, math.ceil(n_stimuli / max(n_jobs, 1)))
+    batch = min(cfg.pipeline.batch_size or auto_batch(steps, n), per_job)
     per_stim = SEC_PER_ELEMENT_STEP * steps * n + SEC_PER_BATCH_STEP * steps / batch
     at_once = max(1, min(parallel, n_jobs))
     seconds = (
@@ -41,13 +67,77 @@ def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str
         + (n_stimuli * per_stim + n_jobs * SEC_PER_JOB) / at_once
         + n_stimuli * SEC_PER_STIMULUS_DATASET
     )
-    memory = BASE_MEMORY_MB + batch * steps * max(n, 1) * BYTES_PER_ELEMENT / 2**20
-    spikes = n_stimuli * n * ASSUMED_RATE_HZ * steps * cfg.pipeline.dt / 1000.0
-    disk = (spikes * DISK_BYTES_PER_SPIKE + n_stimuli * DISK_BYTES_PER_STIMULUS) / 2**20
+    memory, _ = memory_mb(cfg, per_job)
     return (
         f"~{clock(seconds)} (~{per_stim * 1000:.0f} ms per stimulus, {at_once} job(s) at a time), "
-        f"peak memory ~{memory:.0f} MB per job, disk ~{disk:.0f} MB (at ~{ASSUMED_RATE_HZ:g} Hz per afferent)"
+        f"peak memory ~{memory:.0f} MB per job, disk ~{disk_mb(cfg, n_stimuli):.0f} MB "
+        f"(at ~{ASSUMED_RATE_HZ:g} Hz per afferent)"
     )
+
+
+# what a user changes to shrink each part of a job's memory
+_SHRINK = {
+    "receptor grid": "pipeline.grid_size",
+    "receptive fields": "neurons.<population>.count or rf_sigma",
+    "filters": "pipeline.duration or a larger pipeline.dt",
+    "spiking loop": "pipeline.duration, a larger pipeline.dt, neurons.<population>.count or pipeline.batch_size",
+    "saved intermediates": "pipeline.save_intermediates=false, or fewer stimuli per job (hydra.sweeper.chunk_size)",
+}
+
+
+def existing_ancestor(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_folder(key: str, path: Path) -> None:
+    """The output folder can be made and written: one ConfigError line before anything runs."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={path}: is a file, not a folder")
+    base = existing_ancestor(path)
+    if not base.is_dir():
+        raise ConfigError(f"{key}={path}: cannot be made, {base} is a file")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: {base} is not writable (read-only, or no permission)")
+
+
+def check_memory(cfg: DictConfig, stimuli_per_job: int, n_jobs: int, launcher: DictConfig | None = None) -> None:
+    """A job that cannot fit is refused before it starts: its memory against the Slurm request, or
+    against this machine times the jobs a local launcher runs at once."""
+    need, part = memory_mb(cfg, stimuli_per_job)
+    fix = f"reduce {_SHRINK[part]}"
+    parallel, cluster = parallelism(launcher) if launcher is not None else (1, False)
+    if cluster:
+        mem_gb = launcher.get("mem_gb", None)
+        if mem_gb and need > mem_gb * 1024:
+            raise ConfigError(
+                f"hydra.launcher.mem_gb={mem_gb}: a task needs ~{need:,.0f} MB (mostly its {part}); "
+                f"ask for more, or {fix}"
+            )
+        return
+    have = machine_memory() / 2**20
+    at_once = max(1, min(parallel, n_jobs))
+    if need * at_once > have:
+        jobs = f" x {at_once} jobs at a time (hydra.launcher.n_jobs)" if at_once > 1 else ""
+        raise ConfigError(
+            f"a job needs ~{need:,.0f} MB{jobs} (mostly its {part}), more than this machine's {have:,.0f} MB; {fix}"
+        )
+
+
+def check_disk(need_mb: float, out: Path) -> None:
+    """Outputs larger than the free disk are refused before anything runs."""
+    free = free_bytes(out) / 2**20
+    if need_mb > free:
+        raise ConfigError(f"{out}: the results need ~{need_mb:,.0f} MB, only {free:,.0f} MB free there")
+
+
+def check_resources(cfg: DictConfig, out: Path) -> None:
+    """A single run's job: memory and disk."""
+    check_memory(cfg, 1, 1)
+    check_disk(disk_mb(cfg, 1), out)
 
 
 def single_dry_run(cfg: DictConfig) -> None:

@@ -70,6 +70,44 @@ def parallelism(launcher: DictConfig) -> tuple[int, bool]:
     return 1, False
 
 
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the physical memory, or a cgroup's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+# launcher settings that must be positive integers (a joblib n_jobs may also be negative: all
+# cores but |n| - 1), and the sweeper's chunk sizes
+_POSITIVE = ("cpus_per_task", "array_parallelism", "timeout_min", "nodes", "tasks_per_node", "gpus_per_node")
+
+
+def check_launcher(launcher: DictConfig, cores: int | None = None) -> None:
+    """Launcher values no launcher can run with, as one ConfigError line each."""
+    from sensoryforge.core.params import ConfigError
+
+    for key in _POSITIVE:
+        v = launcher.get(key, None)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"hydra.launcher.{key}={v}: must be an integer >= 1")
+    mem = launcher.get("mem_gb", None)
+    if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or not 0 < mem < 1e6):
+        raise ConfigError(f"hydra.launcher.mem_gb={mem}: must be a number > 0 (GB per task)")
+    jobs = launcher.get("n_jobs", None)
+    if jobs is not None:
+        cores = cores or available_cores()
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -cores:
+            raise ConfigError(
+                f"hydra.launcher.n_jobs={jobs}: must be an integer >= 1 (jobs at a time), or -1 .. -{cores} "
+                f"(all {cores} cores but |n| - 1)"
+            )
+
+
 def configure_threads(threads: int) -> None:
     """Give this job its share of the cores so parallel jobs do not oversubscribe the CPU:
     `threads` (pipeline.threads) if set, else the launcher's cpus_per_task, else the cores divided

@@ -35,14 +35,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sensoryforge.config import check, compose_error, result_config, to_stimulus
 from sensoryforge.core.params import ConfigError, check_fields, check_value, unknown_key
-from sensoryforge.core.schema import SEED_KEYS, Config
+from sensoryforge.core.schema import SEED_KEYS, SWITCHES, Config
 from sensoryforge.dataset.files import write_json
 from sensoryforge.dataset.jobs import JOB_FILE, read_records
 from sensoryforge.sweep.launchers import parallelism
 
 PLAN_FILE = "sweep_plan.json"
 PLAN_FORMAT = "sensoryforge-plan/1"
-NOT_A_POINT = ("dry_run", "batch_file")  # command-line switches, not part of any stimulus
+NOT_A_POINT = ("dry_run", "batch_file")  # command-line switches the sweeper consumes itself
 
 
 def is_stimulus_key(key: str) -> bool:
@@ -115,6 +115,9 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> li
             key = o.key_or_group
             if key in NOT_A_POINT:
                 continue
+            if key in SWITCHES:  # reaches the jobs, but is no part of any result
+                job.append(line)
+                continue
             point[key] = o.value()
             if key not in group:
                 group[key] = is_group(key, loader)
@@ -134,13 +137,14 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def check_points(points: list[Point], compose) -> None:
+def check_points(points: list[Point], compose) -> dict[tuple, DictConfig]:
     """Composes each distinct job config once, checks every point's values (typing them as the
     schema does) and sets the fingerprints. `compose(job_overrides)` returns the job's config (the
-    launcher's composition)."""
+    launcher's composition). Returns each distinct job's config (without its hydra node)."""
     by_job: OrderedDict[tuple, list[Point]] = OrderedDict()
     for p in points:
         by_job.setdefault(p.job, []).append(p)
+    configs: dict[tuple, DictConfig] = {}
     for job, pts in by_job.items():
         try:
             cfg = compose(list(job))
@@ -148,6 +152,7 @@ def check_points(points: list[Point], compose) -> None:
             raise compose_error(e) from None
         with open_dict(cfg):
             cfg.pop("hydra", None)  # as the task sees it
+        configs[job] = cfg
         check(cfg)
         base = result_config(cfg)
         base.pop("stimulus")
@@ -172,6 +177,7 @@ def check_points(points: list[Point], compose) -> None:
             seed = own.get("seed", cfg.seed)
             rep = own.get("repetition", cfg.repetition)
             p.fingerprint = fingerprint([base, stim.type_name, stim.params(), seed, rep])
+    return configs
 
 
 def _convert(stim_node: DictConfig, key: str, value: Any) -> Any:
@@ -226,6 +232,22 @@ def split_finished(points: list[Point], sweep_dir: Path) -> tuple[list[Point], l
 # one wave of array tasks with at least this many stimuli each (hydra.sweeper.chunk_size sets the
 # size outright).
 CLUSTER_MIN_CHUNK = 32
+
+
+def check_chunking(sweeper) -> None:
+    """The sweeper's chunk sizes: chunk_size 0 (automatic) or >= 1, 1 <= min <= max."""
+    values = {k: sweeper.get(k) if hasattr(sweeper, "get") else getattr(sweeper, k)
+              for k in ("chunk_size", "min_chunk_size", "max_chunk_size")}
+    for k, v in values.items():
+        lowest = 0 if k == "chunk_size" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < lowest:
+            what = "0 (automatic) or an integer >= 1" if k == "chunk_size" else "an integer >= 1"
+            raise ConfigError(f"hydra.sweeper.{k}={v}: must be {what}")
+    if values["min_chunk_size"] > values["max_chunk_size"]:
+        raise ConfigError(
+            f"hydra.sweeper.min_chunk_size={values['min_chunk_size']}: must be <= "
+            f"hydra.sweeper.max_chunk_size={values['max_chunk_size']}"
+        )
 
 
 def chunk_size(n: int, sweeper, launcher: DictConfig) -> int:

@@ -1,13 +1,15 @@
 """The sweep, as SensoryForge's Hydra sweeper runs it (hydra_plugins/sensoryforge_sweeper):
 
-plan (expand, check every point, skip what is finished, chunk) -> dry run, or: write the plan,
-launch the chunks as Hydra jobs, record jobs that ended without results -> build the dataset (one
-call into sensoryforge.dataset) -> report, and exit non-zero when anything failed.
+plan (expand, check every point, skip what is finished, chunk, check each job's memory and the
+disk) -> dry run, or, holding the folder's lock (lock.py): write the plan, launch the chunks as
+Hydra jobs, record jobs that ended without results -> build the dataset (one call into
+sensoryforge.dataset) -> report, and exit non-zero when anything failed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,10 +20,12 @@ from omegaconf import OmegaConf
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.text import clock
 from sensoryforge.dataset.aggregate import aggregate
+from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
 from sensoryforge.dataset.jobs import JOB_FILE, read_records, write_lost
 from sensoryforge.sweep import launchers, progress
 from sensoryforge.sweep.batchfile import load_batch_file
-from sensoryforge.sweep.estimate import print_dry_run
+from sensoryforge.sweep.estimate import check_disk, check_memory, disk_mb, print_dry_run
+from sensoryforge.sweep.lock import sweep_lock
 from sensoryforge.sweep.plan import (
     Point,
     check_points,
@@ -37,47 +41,93 @@ log = logging.getLogger("sensoryforge")
 
 
 def run_sweep(sweeper, arguments: list[str]) -> Any:
-    """Body of the Hydra sweeper plugin."""
-    from hydra.core.plugins import Plugins
-
-    config, ctx = sweeper.config, sweeper.hydra_context
-    loader = ctx.config_loader
-    t0 = time.time()
+    """Body of the Hydra sweeper plugin: bad input is one line and exit 2, a fault during the run
+    (a full disk, say) one line and exit 1; the sweep folder is held by this sweep alone."""
+    config = sweeper.config
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    blocks = list(sweeper.blocks or [])
-    batch = None
     try:
-        if config.get("batch_file"):
-            batch = load_batch_file(Path(config.batch_file))
-            blocks = batch.blocks
-            if batch.ignored:
-                log.warning("batch_file: no equivalent for %s; SensoryForge's defaults apply", ", ".join(batch.ignored))
-        points = expand(dict(sweeper.params or {}), blocks, arguments, loader)
-        check_points(points, lambda ov: loader.load_sweep_config(config, ov))
-        done, todo = split_finished(points, sweep_dir)
+        plan = prepare(sweeper, arguments)
+        if config.get("dry_run"):
+            return dry_run(sweeper, plan, sweep_dir)
+        with sweep_lock(sweep_dir):
+            return execute(sweeper, plan, sweep_dir)
     except ConfigError as e:
         print(f"sensoryforge: error: {e}", file=sys.stderr)
         sys.exit(2)
-    size = chunk_size(len(todo), sweeper, config.hydra.launcher)
-    chunks = make_chunks(todo, size, sweep_dir)
-    parallel, _ = launchers.parallelism(config.hydra.launcher)
-    if config.get("dry_run"):
-        print_dry_run(config, points, done, chunks, size, sweep_dir, parallel)
-        return []
+    except DiskFull as e:
+        print(f"sensoryforge: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def prepare(sweeper, arguments: list[str]) -> dict:
+    """Expand the sweep and check every point (nothing is written)."""
+    config, loader = sweeper.config, sweeper.hydra_context.config_loader
+    blocks = list(sweeper.blocks or [])
+    batch = None
+    if config.get("batch_file"):
+        batch = load_batch_file(Path(config.batch_file))
+        blocks = batch.blocks
+        if batch.ignored:
+            log.warning("batch_file: no equivalent for %s; SensoryForge's defaults apply", ", ".join(batch.ignored))
+    points = expand(dict(sweeper.params or {}), blocks, arguments, loader)
+    if not points:
+        raise ConfigError("the sweep has no stimuli (an empty sweep of values?)")
+    configs = check_points(points, lambda ov: loader.load_sweep_config(config, ov))
+    check_fits(sweeper, points, configs, Path(str(config.hydra.sweep.dir)))
+    return {"points": points, "batch": batch, "t0": time.time()}
+
+
+def check_fits(sweeper, points: list[Point], configs: dict, sweep_dir: Path) -> None:
+    """Each distinct job config's memory against the machine or the Slurm request, and the whole
+    sweep's outputs against the free disk (before anything is written; finished work counted as
+    if it were to run, an upper bound)."""
+    launcher = sweeper.config.hydra.launcher
+    size = chunk_size(len(points), sweeper, launcher)
+    disk = 0.0
+    for job, cfg in configs.items():
+        n = sum(1 for p in points if p.job == job)
+        check_memory(cfg, min(size, n), math.ceil(n / size), launcher)
+        disk += disk_mb(cfg, n)
+    check_disk(disk, sweep_dir)
+
+
+def _chunks(sweeper, points: list[Point], sweep_dir: Path):
+    """(finished, chunks to run, chunk size)."""
+    done, todo = split_finished(points, sweep_dir)
+    size = chunk_size(len(todo), sweeper, sweeper.config.hydra.launcher)
+    return done, make_chunks(todo, size, sweep_dir), size
+
+
+def dry_run(sweeper, plan: dict, sweep_dir: Path) -> list:
+    done, chunks, size = _chunks(sweeper, plan["points"], sweep_dir)
+    parallel, _ = launchers.parallelism(sweeper.config.hydra.launcher)
+    print_dry_run(sweeper.config, plan["points"], done, chunks, size, sweep_dir, parallel)
+    return []
+
+
+def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
+    """Under the folder's lock: skip what is finished, launch the rest, build the dataset."""
+    from hydra.core.plugins import Plugins
+
+    config, ctx, points = sweeper.config, sweeper.hydra_context, plan["points"]
+    stale = remove_stale_temporaries(sweep_dir)  # no writer is left: the lock is ours
+    if stale:
+        log.info("removed %d temporary files left by an interrupted run", stale)
+    done, chunks, size = _chunks(sweeper, points, sweep_dir)
     if done:
         log.info(
             "resume: %d of %d stimuli already finished in %s, skipped: %s",
             len(done), len(points), sweep_dir, compact_ids([p.id for p in done]),
         )
     if chunks:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         write_plan(sweep_dir, points, chunks)
         progress.reset(sweep_dir)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=ctx, task_function=sweeper.task_function, config=config
         )
-        log.info("%d stimuli to run in %d jobs of up to %d (%s)", len(todo), len(chunks), size, sweep_dir)
+        todo = sum(len(c) for c in chunks.values())
+        log.info("%d stimuli to run in %d jobs of up to %d (%s)", todo, len(chunks), size, sweep_dir)
         overrides = [[*pts[0].job, f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, pts in chunks.items()]
         returns = []
         try:
@@ -85,9 +135,10 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
         except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
             log.error("launcher: %s", e)
         record_lost_jobs(chunks, returns, sweep_dir)
+    batch = plan["batch"]
     fmt = batch.format if batch and batch.format else config.dataset.format
     name = batch.name if batch and batch.name else config.dataset.name
-    return finish(sweep_dir, points, t0, fmt, name)
+    return finish(sweep_dir, points, plan["t0"], fmt, name)
 
 
 def record_lost_jobs(chunks: dict[str, list[Point]], returns: list, sweep_dir: Path) -> None:
@@ -98,11 +149,9 @@ def record_lost_jobs(chunks: dict[str, list[Point]], returns: list, sweep_dir: P
         if (job_dir / JOB_FILE).exists():
             continue
         reason = "the job ended without writing its results"
-        if i < len(returns) and getattr(returns[i], "status", None) is not None:
-            try:
-                _ = returns[i].return_value  # re-raises the job's exception, if it had one
-            except Exception as e:  # noqa: BLE001
-                reason = f"{type(e).__name__}: {e}"
+        error = getattr(returns[i], "_return_value", None) if i < len(returns) else None
+        if isinstance(error, BaseException):  # the job's exception (JobReturn.return_value re-raises it)
+            reason = f"{type(error).__name__}: {error}"
         write_lost(job_dir, [{"id": p.id, "point": p.point, "fingerprint": p.fingerprint} for p in pts], reason)
         log.error("%s: %s", name, reason)
 
