@@ -22,6 +22,7 @@ from sensoryforge.config import CONF_DIR, check
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.response import Response
 from sensoryforge.core.schema import SWITCHES
+from sensoryforge.core.text import closed_pipe_exit
 from sensoryforge.dataset.files import DiskFull
 from sensoryforge.job import run, spec_from_config, spec_from_plan
 from sensoryforge.sweep import progress
@@ -64,7 +65,10 @@ def task(cfg: DictConfig) -> float:
         fail(f"{failed[0]['id']} failed: {failed[0].get('error', 'simulation failed')} "
              f"(traceback in {out / 'job.json'})")
     else:
-        print(summary(job, out), flush=True)
+        try:
+            print(summary(job, out), flush=True)
+        except BrokenPipeError:  # inside Hydra's job: it would print the traceback
+            closed_pipe_exit()
     values = [s["measures"].get(cfg.outcome.primary) for s in job["stimuli"] if s["status"] == "ok"]
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else math.nan
@@ -118,6 +122,8 @@ def main() -> None:
         fail(str(e), 2)
     except KeyboardInterrupt:
         fail("interrupted; finished stimuli are kept: run the same command again to resume", 130)
+    except BrokenPipeError:
+        closed_pipe_exit()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sensoryforge.config import check, compose_error, hydra_context
 from sensoryforge.core.params import ConfigError, unknown_key
-from sensoryforge.sweep.batchfile import load_batch_file
+from sensoryforge.sweep.batchfile import load_batch_file, override_value
 from sensoryforge.sweep.estimate import check_output_folder, check_resources, single_dry_run
 from sensoryforge.sweep.launchers import check_launcher
 from sensoryforge.sweep.plan import check_chunking, is_group, parse_overrides
@@ -69,7 +69,7 @@ def batch_file_overrides(overrides: list[Override], argv: list[str]) -> list[str
         raise ConfigError(f"batch_file={path}: no such file")
     out = load_batch_file(path).output_dir
     if out and not any(o.key_or_group == "hydra.sweep.dir" for o in overrides):
-        return [*argv, f"hydra.sweep.dir={out}"]
+        return [*argv, f"hydra.sweep.dir={override_value(out)}"]
     return argv
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sensoryforge.core.params import ConfigError
-from sensoryforge.core.text import clock
+from sensoryforge.core.text import clock, closed_pipe_exit
 from sensoryforge.dataset.aggregate import aggregate
 from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
 from sensoryforge.dataset.jobs import JOB_FILE, read_records, write_lost
@@ -57,6 +57,8 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
     except DiskFull as e:
         print(f"sensoryforge: error: {e}", file=sys.stderr)
         sys.exit(1)
+    except BrokenPipeError:
+        closed_pipe_exit()
 
 
 def prepare(sweeper, arguments: list[str]) -> dict:
