@@ -265,9 +265,11 @@ def test_failed_stimuli_are_listed_and_exit_1(sweep, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(broken), "--no-plots"])
     assert e.value.code == 1
-    assert "stim_0002: RuntimeError: boom" in capsys.readouterr().err
+    assert "  failed 1: stim_0002 (RuntimeError: boom)" in capsys.readouterr().err
     meta = json.loads((broken / "batch_metadata.json").read_text())
-    assert meta["num_stimuli"] == 11 and meta["failed_stimuli"] == [{"stimulus_id": "stim_0002", "error": "RuntimeError: boom"}]
+    assert meta["num_stimuli"] == 11 and meta["failed_stimuli"] == [
+        {"stimulus_id": "stim_0002", "error": "RuntimeError: boom", "reason": "failed"}
+    ]
     with h5py.File(broken / "results.h5") as f:
         assert "stim_0002" not in f["responses"] and len(f["responses"]) == 11
     # the earlier aggregation's heatmap was not rewritten (--no-plots): removed, not left stale

@@ -72,16 +72,18 @@ def test_sweep_ids_are_stable_and_chunking_does_not_change_results(cli, tmp_path
 def test_a_failing_stimulus_does_not_stop_the_sweep(cli, tmp_path):
     r = cli("-m", *GRID, *TINY, "hydra.sweep.dir=f", "hydra.sweeper.chunk_size=4", "fail_stimuli=[stim_0002]")
     assert r.returncode == 1
-    assert "1 failed stimuli:" in r.stderr and "stim_0002: RuntimeError: stim_0002: failure injected" in r.stderr
+    assert "1 of 8 stimuli not in the dataset" in r.stderr
+    assert "  failed 1: stim_0002 (RuntimeError: stim_0002: failure injected on purpose (fail_stimuli))" in r.stderr
     meta = json.loads((tmp_path / "f" / "batch_metadata.json").read_text())
     assert meta["num_stimuli"] == 7
     assert meta["failed_stimuli"] == [
-        {"stimulus_id": "stim_0002", "error": "RuntimeError: stim_0002: failure injected on purpose (fail_stimuli)"}
+        {"stimulus_id": "stim_0002", "error": "RuntimeError: stim_0002: failure injected on purpose (fail_stimuli)",
+         "reason": "failed"}
     ]
     with h5py.File(tmp_path / "f" / "results.h5") as f:
         assert sorted(f["responses"]) == [f"stim_{i:04d}" for i in range(8) if i != 2]
     log = (tmp_path / "f" / "stim_0000-0003" / "run.log").read_text()
-    assert "stim_0002 failed: stim_0002: failure injected on purpose" in log
+    assert "stim_0002 failed: RuntimeError: stim_0002: failure injected on purpose" in log
     # the other stimuli of the failing chunk are exactly what a clean run gives
     assert cli("-m", *GRID, *TINY, "hydra.sweep.dir=clean").returncode == 0
     clean = dataset(tmp_path / "clean")

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from sensoryforge.core.params import ConfigError
-from sensoryforge.dataset.aggregate import FORMATS, aggregate, metadata
+from sensoryforge.dataset.aggregate import FORMATS, aggregate, metadata, problem_lines
 from sensoryforge.dataset.collection import collect
+from sensoryforge.dataset.files import DiskFull
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -107,11 +108,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.dirs, out, args.format, args.name, intermediates=not args.no_intermediates,
                 plots=not args.no_plots, measures=_csv_list(args.measures), keys=_csv_list(args.keys),
             )
-            print(f"{meta['num_stimuli']} stimuli ({meta['num_failed']} failed) -> {out}: " + ", ".join(meta["files"]))
-            if meta["num_failed"]:
-                print(f"{meta['num_failed']} failed stimuli (see batch_metadata.json):", file=sys.stderr)
-                for f in meta["failed_stimuli"][:10]:
-                    print(f"  {f['stimulus_id']}: {f['error']}", file=sys.stderr)
+            n, k = meta["num_stimuli"], meta["num_failed"]
+            print(f"{n} stimuli ({k} not in the dataset) -> {out}: " + ", ".join(meta["files"]))
+            if k:  # one line per reason; every stimulus is in batch_metadata.json
+                print(f"{k} of {n + k} stimuli not in the dataset (batch_metadata.json: failed_stimuli):",
+                      file=sys.stderr)
+                for line in problem_lines(meta["failed_stimuli"]):
+                    print(f"  {line}", file=sys.stderr)
                 code = 1
         if validator is not None:
             if meta is None:
@@ -122,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
                 code = 1
     except ConfigError as e:
         _fail(str(e))
+    except DiskFull as e:  # says where and how much; the same command again finishes the work
+        _fail(str(e), 1)
+    except OSError as e:  # an output that cannot be written (permissions, a read-only folder)
+        _fail(f"{e.filename or out}: {e.strerror or e}")
     if code:
         sys.exit(code)
 

@@ -37,3 +37,36 @@ def clock(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def compact_ids(ids: list[str]) -> str:
+    """stim_0000..stim_0003, stim_0007 style listing: runs of consecutive numbers, at most six
+    shown (the first three and the last two); an id that is not stim_<number> is listed as it is."""
+    if not ids:
+        return "none"
+    numbered = [i for i in ids if i.startswith("stim_") and i[5:].isdigit()]
+    other = sorted(set(ids) - set(numbered))
+    runs = []
+    if numbered:
+        nums = sorted({int(i[5:]) for i in numbered})
+        width = len(numbered[0]) - 5
+        start = prev = nums[0]
+        for n in nums[1:] + [None]:
+            if n is not None and n == prev + 1:
+                prev = n
+                continue
+            runs.append(f"stim_{start:0{width}d}" + (f"..stim_{prev:0{width}d}" if prev > start else ""))
+            if n is not None:
+                start = prev = n
+    runs += other
+    return ", ".join(runs if len(runs) <= 6 else runs[:3] + ["..."] + runs[-2:])
+
+
+def closed_pipe_exit() -> None:
+    """The reader of stdout went away (`| head`): stop quietly, as Unix tools do (exit 141 = SIGPIPE),
+    without the traceback Python would print when it flushes stdout at exit."""
+    import os
+    import sys
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)

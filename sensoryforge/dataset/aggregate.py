@@ -5,7 +5,13 @@ by default):
   stimulus_index.json  stim_NNNN -> flat parameter dict
   raw.csv, summary.csv, consensus.csv   see tables.py
   sweep.png / heatmap.png               see plots.py
-  batch_metadata.json  written last: batch id, counts, the config, runtimes, failed stimuli
+  batch_metadata.json  written last: batch id, counts, the config, runtimes, and failed_stimuli:
+                       [{stimulus_id, error, reason}] for every planned stimulus not in the dataset
+                       (reason: failed, lost, missing or damaged; collection.py)
+
+Every job folder is checked before anything is written (jobs.read_folder): damage makes its
+stimuli "damaged", never a half-written dataset. `problem_lines` says what is not in the dataset in
+one line per reason, for this command and the sweeper.
 
 Memory does not grow with the sweep for HDF5: one job folder's arrays are open at a time and one
 stimulus' rasters are in memory at a time. results.pt keeps only sparse spike indices (int64
@@ -28,7 +34,15 @@ from pathlib import Path
 
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.schema import POPULATIONS
-from sensoryforge.dataset.collection import Collection, collect, flat_params, labels, point_keys
+from sensoryforge.core.text import compact_ids
+from sensoryforge.dataset.collection import (
+    REASONS,
+    Collection,
+    collect,
+    flat_params,
+    labels,
+    point_keys,
+)
 from sensoryforge.dataset.files import write_json
 from sensoryforge.dataset.hdf5 import write_hdf5
 from sensoryforge.dataset.pytorch import PT_BYTES_PER_SPIKE, PT_WARN_MB, write_pytorch
@@ -65,8 +79,10 @@ def metadata(col: Collection, name: str | None) -> dict:
         "format": DATASET_FORMAT,
         "batch_id": name or (dirs[0].resolve().name if len(dirs) == 1 else "+".join(labels(dirs))),
         "num_stimuli": len(items),
+        "num_planned": col.planned,
         "num_failed": len(col.failed),
-        "failed_stimuli": [{"stimulus_id": k, "error": v} for k, v in col.failed.items()],
+        "failed_stimuli": [{"stimulus_id": k, "error": v, "reason": col.reasons.get(k, "failed")}
+                           for k, v in col.failed.items()],
         "swept": col.swept,
         "sources": labels(dirs),
         "config": first.get("config", {}),
@@ -105,7 +121,9 @@ def aggregate(
     say = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     out = Path(out)
-    col = collect([Path(d) for d in dirs])
+    col = collect([Path(d) for d in dirs])  # every folder checked: nothing is written before
+    for note in col.notes:
+        say(note)
     items, swept = col.items, col.swept
     out.mkdir(parents=True, exist_ok=True)
     meta = metadata(col, name)
@@ -155,3 +173,41 @@ def previous_files(out: Path) -> list[str]:
     except (FileNotFoundError, json.JSONDecodeError, AttributeError):
         return []
     return [f for f in files if isinstance(f, str) and f == Path(f).name and not f.startswith(".")]
+
+
+# -- what is not in the dataset, for people ----------------------------------------------------
+
+
+def _ids(ids: list[str]) -> str:
+    """compact_ids, per folder when ids are "<folder>/<id>" (several folders aggregated)."""
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        folder, _, sid = i.rpartition("/")
+        groups.setdefault(folder, []).append(sid)
+    return "; ".join(f"{folder}/{compact_ids(g)}" if folder else compact_ids(g) for folder, g in groups.items())
+
+
+def _detail(reason: str, error: str) -> str:
+    line = error.strip().splitlines()[0] if error.strip() else reason
+    line = line.removeprefix(f"{reason}: ")  # the line starts with the reason already
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
+def problem_lines(failed: list[dict]) -> list[str]:
+    """One line per reason for batch_metadata's failed_stimuli ([{stimulus_id, error, reason}]):
+    `damaged 19: stim_0000..stim_0018 (stim_0000-0018/spikes.npz: not a zip file (truncated?))`,
+    `missing 19: stim_0038..stim_0056`; the distinct errors of a reason, two at most, in brackets."""
+    by_reason: dict[str, list[dict]] = {}
+    for f in failed:
+        by_reason.setdefault(f.get("reason") or "failed", []).append(f)
+    order = sorted(by_reason, key=lambda r: REASONS.index(r) if r in REASONS else len(REASONS))
+    lines = []
+    for reason in order:
+        entries = by_reason[reason]
+        line = f"{reason} {len(entries)}: {_ids([f['stimulus_id'] for f in entries])}"
+        errors = list(dict.fromkeys(_detail(reason, str(f.get("error", ""))) for f in entries))
+        if reason != "missing" and errors:
+            more = f"; and {len(errors) - 2} other errors" if len(errors) > 2 else ""
+            line += f" ({'; '.join(errors[:2])}{more})"
+        lines.append(line)
+    return lines

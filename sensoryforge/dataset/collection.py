@@ -1,16 +1,25 @@
 """The finished stimuli of one or more sweep folders, in dataset order, with their parameters: what
-the dataset writers, tables, plots and comparisons read (`collect`)."""
+the dataset writers, tables, plots and comparisons read (`collect`).
+
+Every planned stimulus is accounted for: with the sweep's plan (sweep_plan.json), each planned id
+is an item or in `failed`, with its reason (REASONS): failed (its job recorded an error), lost (the
+sweeper recorded its job as ended without results), missing (no job folder recorded it), damaged
+(a file of its job folder is; jobs.read_folder). Without a plan, what the folder holds is
+collected and a note says that nothing else could be checked.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.schema import SEED_KEYS
-from sensoryforge.dataset.jobs import JOB_FILE, Record, job_dirs, read_records
+from sensoryforge.dataset.jobs import JOB_FILE, Plan, Record, job_dirs, read_plan, read_records
+
+REASONS = ("failed", "lost", "missing", "damaged")
 
 
 @dataclass
@@ -24,9 +33,12 @@ class Item(Record):
 @dataclass
 class Collection:
     items: list[Item]
-    failed: dict[str, str]  # id (or folder/id) -> error
+    failed: dict[str, str]  # id (or folder/id) -> error, for every stimulus not in items
     swept: list[str]  # keys with more than one value, in order of first appearance
     dirs: list[Path]
+    reasons: dict[str, str] = field(default_factory=dict)  # the keys of `failed` -> one of REASONS
+    notes: list[str] = field(default_factory=list)  # what could not be checked, one line each
+    planned: int | None = None  # how many stimuli the plans list (None: a folder had no plan)
 
 
 def labels(dirs: list[Path]) -> list[str]:
@@ -49,16 +61,25 @@ def _no_jobs(root: Path) -> ConfigError:
     return ConfigError(f"{root}: no finished jobs (no {JOB_FILE} in it or its sub-folders){hint}")
 
 
+def _missing_error(root: Path, plan: Plan) -> dict[str, str]:
+    """Why each stimulus of the plan's latest chunks would be missing (its folder did not finish)."""
+    out = {}
+    for name, ids in plan.chunks.items():
+        if (root / name).is_dir():
+            for sid in ids:
+                out[sid] = f"missing: its job folder {name} has no {JOB_FILE} (the job did not finish)"
+    return out
+
+
 def collect(dirs: list[Path]) -> Collection:
-    """Finished stimuli of every folder, in dataset order, and the failed ones.
+    """Finished stimuli of every folder, in dataset order, and the others with their reasons.
 
     A stimulus recorded twice (a resumed sweep) counts once, its successful run preferred.
     With several folders, stimuli are renumbered stim_0000... in folder order; `source` keeps
     "<folder>/<original id>".
     """
     dirs = [Path(d) for d in dirs]
-    items: list[Item] = []
-    failed: dict[str, str] = {}
+    col = Collection([], {}, [], dirs, planned=0)
     many = len(dirs) > 1
     for root, label in zip(dirs, labels(dirs)):
         if not root.exists():
@@ -67,16 +88,36 @@ def collect(dirs: list[Path]) -> Collection:
             raise ConfigError(f"{root}: not a folder")
         if not job_dirs(root):
             raise _no_jobs(root)
-        for sid, rec in read_records(root).items():
+        plan = read_plan(root)
+        records = read_records(root, plan)
+        problems: dict[str, tuple[str, str]] = {}  # id -> (reason, error)
+        found = 0
+        for sid, rec in records.items():
             if rec.ok:
-                items.append(Item(rec.record, rec.job_dir, rec.job, sid, f"{label}/{sid}"))
+                col.items.append(Item(rec.record, rec.job_dir, rec.job, sid, f"{label}/{sid}"))
+                found += 1
             else:
-                failed[f"{label}/{sid}" if many else sid] = rec.record.get("error", "failed")
+                problems[sid] = (rec.reason, rec.record.get("error", "failed"))
+        if plan.ids is None:
+            col.planned = None
+            col.notes.append(f"{root}: {plan.note}: aggregating the {found} finished stimuli found; "
+                             "planned stimuli cannot be checked")
+        else:
+            why = _missing_error(root, plan)
+            for sid in plan.ids:
+                if sid not in records:
+                    problems[sid] = ("missing", why.get(sid, "missing: no job folder recorded it"))
+            if col.planned is not None:
+                col.planned += len(plan.ids)
+        for sid in sorted(problems):
+            key = f"{label}/{sid}" if many else sid
+            col.reasons[key], col.failed[key] = problems[sid]
     if many:  # renumber across folders; `source` keeps the original id
-        width = max(4, len(str(len(items) - 1)))
-        for i, it in enumerate(items):
+        width = max(4, len(str(len(col.items) - 1)))
+        for i, it in enumerate(col.items):
             it.id = f"stim_{i:0{width}d}"
-    return Collection(items, failed, swept_keys(items), dirs)
+    col.swept = swept_keys(col.items)
+    return col
 
 
 def _walk(d: Any, path: list[str]) -> Any:

@@ -9,13 +9,25 @@ A job folder holds
                      status and error)
 A job that ended without its job.json (killed, lost on a cluster) gets one from the sweeper that
 lists its stimuli as failed, with the reason (`write_lost`).
+
+Reading a job folder checks it (one pass: job.json parsed and its shape checked, every npz it lists
+opened and CRC-checked, the arrays of each ok stimulus looked up by name), so damage after the job
+finished (a truncated, deleted or corrupt file) never raises: the stimuli it touches come back as
+not ok, with status "damaged" and an error naming the file and what is wrong. A resume redoes them
+and the aggregator lists them. Which stimuli a folder with an unreadable job.json held is taken from
+the sweep's plan (sweep_plan.json: its chunk folder -> ids), else from the folder's name
+(stim_0038-0056, stim_0005, with a .r2 suffix on a re-run) within the planned ids.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +37,7 @@ from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.dataset.files import write_json, write_npz
 
 JOB_FILE = "job.json"
+PLAN_FILE = "sweep_plan.json"  # the sweep's plan (sweep/plan.py writes it): which ids each chunk holds
 FORMAT = "sensoryforge-job/1"
 ARRAY_FILES = {"spikes": "spikes.npz", "series": "series.npz", "intermediates": "intermediates.npz"}
 
@@ -53,12 +66,149 @@ def write_lost(job_dir: Path, stimuli: list[dict], reason: str) -> None:
     write_record(job_dir, {"lost": True, "stimuli": [{**s, "status": "failed", "error": reason} for s in stimuli]})
 
 
-def read_job(job_dir: Path) -> dict | None:
-    """job.json of a finished job folder, or None if the job did not finish."""
+class Damaged(Exception):
+    """A file of a job folder that cannot be read as it was written; the message says why."""
+
+
+def _load_json(path: Path) -> Any:
     try:
-        return json.loads((job_dir / JOB_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = path.read_bytes()
+    except OSError as e:
+        raise Damaged(f"cannot read it ({e.strerror or e})") from None
+    if not data.strip():
+        raise Damaged("empty file")
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        # the text ends where more was expected (or inside a string): most likely cut short
+        cut = e.pos >= len(e.doc.rstrip()) or e.msg.startswith("Unterminated")
+        raise Damaged("not valid JSON" + (" (truncated?)" if cut else "")) from None
+    except (ValueError, RecursionError):  # not UTF-8 (binary), absurd nesting
+        raise Damaged("not valid JSON") from None
+
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
+
+
+def _is(v: Any, kind: type | tuple) -> bool:
+    return isinstance(v, kind) and not isinstance(v, bool)
+
+
+def check_job(job: Any) -> None:
+    """Raises Damaged unless `job` has what the readers take from job.json."""
+    if not isinstance(job, dict):
+        raise Damaged(f"not a JSON object but {_JSON_TYPES.get(type(job), type(job).__name__)}")
+    if "format" not in job:
+        raise Damaged("no 'format': not a job record" + (" (an empty object)" if not job else ""))
+    if job["format"] != FORMAT:
+        raise Damaged(f"'format' is {job['format']!r}, not {FORMAT!r}")
+    stimuli = job.get("stimuli")
+    if not isinstance(stimuli, list):
+        raise Damaged("no 'stimuli' list")
+    for i, rec in enumerate(stimuli):
+        if not (isinstance(rec, dict) and _is(rec.get("id"), str) and _is(rec.get("status"), str)):
+            raise Damaged(f"stimuli[{i}] is not an object with an 'id' and a 'status'")
+    if job.get("lost"):  # the sweeper's record of a job without results: nothing else in it
+        if any(rec["status"] == "ok" for rec in stimuli):
+            raise Damaged("a record of a lost job lists a stimulus as ok")
+        return
+    for key, kind, what in (("steps", int, "an integer"), ("dt", (int, float), "a number"),
+                            ("counts", dict, "an object"), ("files", dict, "an object"),
+                            ("config", dict, "an object")):
+        if not _is(job.get(key), kind):
+            raise Damaged(f"'{key}' is missing or not {what}")
+    if not all(_is(n, int) and n >= 0 for n in job["counts"].values()):
+        raise Damaged("'counts' holds something other than afferent counts")
+    if not all(_is(f, str) and f == Path(f).name and f not in ("", ".", "..") for f in job["files"].values()):
+        raise Damaged("'files' holds something other than file names in the folder")
+    if "series" in job["files"]:
+        outcome = job["config"].get("outcome")
+        series = outcome.get("series") if isinstance(outcome, dict) else None
+        if not (isinstance(series, list) and all(_is(x, str) for x in series)):
+            raise Damaged("'config.outcome.series' is missing or not a list of names")
+
+
+# what the readers take from an ok stimulus' record (collection.flat_params, tables.raw_table)
+_RECORD_KEYS = {"type": str, "params": dict, "seed": int, "repetition": int, "noise_seed": int}
+_RECORD_OPTIONAL = ("point", "measures", "spike_counts")
+
+
+def _record_problem(rec: dict) -> str | None:
+    for key, kind in _RECORD_KEYS.items():
+        if not _is(rec.get(key), kind):
+            return f"{rec['id']}: '{key}' is missing or of the wrong type"
+    for key in _RECORD_OPTIONAL:
+        if key in rec and not isinstance(rec[key], dict):
+            return f"{rec['id']}: '{key}' is not an object"
+    return None
+
+
+def npz_names(path: Path) -> set[str]:
+    """The array names of an intact npz file (every member read and its CRC checked); Damaged if
+    it is missing, not a zip file or corrupt."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            names = zf.namelist()
+    except FileNotFoundError:
+        raise Damaged("missing (deleted?)") from None
+    except zipfile.BadZipFile:
+        empty = path.is_file() and path.stat().st_size == 0
+        raise Damaged("empty file" if empty else "not a zip file (truncated?)") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file can fail in any decompressor: that is the finding
+        kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__
+        raise Damaged(f"corrupt ({kind}: {e})") from None
+    if bad is not None:
+        raise Damaged(f"member {bad} fails its CRC check (corrupt)")
+    return {n[:-4] for n in names if n.endswith(".npy")}
+
+
+def _needed(kind: str, job: dict, sid: str) -> list[str]:
+    """The arrays an ok stimulus must have in the job's npz file of `kind`."""
+    if kind == "spikes":
+        return [f"{sid}/{p}" for p in POPULATIONS if job["counts"].get(p, 0) > 0]
+    if kind == "series":
+        return ["times", *(f"{sid}/{s}" for s in job["config"]["outcome"]["series"])]
+    return []  # intermediates: whole and intact is enough
+
+
+def array_problems(job_dir: Path, job: dict) -> dict[str, str]:
+    """Stimulus id -> what is wrong with its arrays or record, for the ok stimuli of a checked
+    job.json (a bad npz touches all of them, a missing array one)."""
+    ok = [r for r in job["stimuli"] if r["status"] == "ok"]
+    problems: dict[str, str] = {}
+    for rec in ok:
+        p = _record_problem(rec)
+        if p:
+            problems[rec["id"]] = f"{job_dir.name}/{JOB_FILE}: {p}"
+    if not ok:
+        return problems
+    files = {"spikes": ARRAY_FILES["spikes"], **job["files"]}  # the readers' default for spikes
+    for kind, name in files.items():
+        where = f"{job_dir.name}/{name}"
+        try:
+            names = npz_names(job_dir / name)
+        except Damaged as e:
+            for rec in ok:
+                problems.setdefault(rec["id"], f"{where}: {e}")
+            continue
+        for rec in ok:
+            lacking = next((n for n in _needed(kind, job, rec["id"]) if n not in names), None)
+            if lacking is not None:
+                problems.setdefault(rec["id"], f"{where}: no array {lacking}")
+    return problems
+
+
+def read_job(job_dir: Path) -> dict | None:
+    """job.json of a finished job folder, or None if the job did not finish or its job.json is
+    damaged (read_folder says how)."""
+    try:
+        job = _load_json(job_dir / JOB_FILE)
+        check_job(job)
+    except Damaged:
         return None
+    return job
 
 
 def job_dirs(root: Path) -> list[Path]:
@@ -69,33 +219,109 @@ def job_dirs(root: Path) -> list[Path]:
 
 
 @dataclass
+class Plan:
+    """What the sweep's plan says, read defensively: the planned ids in order and the latest run's
+    chunk folder -> its ids. ids is None when there is no usable plan; `note` says why."""
+
+    ids: list[str] | None
+    chunks: dict[str, list[str]]
+    note: str = ""
+
+
+def read_plan(root: Path) -> Plan:
+    try:
+        plan = _load_json(root / PLAN_FILE)
+    except Damaged as e:
+        missing = not (root / PLAN_FILE).exists()
+        return Plan(None, {}, f"no {PLAN_FILE}" if missing else f"{PLAN_FILE}: {e}")
+    stimuli = plan.get("stimuli") if isinstance(plan, dict) else None
+    if not (isinstance(stimuli, list) and all(isinstance(s, dict) and _is(s.get("id"), str) for s in stimuli)):
+        return Plan(None, {}, f"{PLAN_FILE}: no valid 'stimuli' list")
+    chunks = plan.get("chunks")
+    if not (isinstance(chunks, dict)
+            and all(isinstance(v, list) and all(_is(i, str) for i in v) for v in chunks.values())):
+        chunks = {}  # the ids are still good; damaged folders fall back on their names
+    return Plan([s["id"] for s in stimuli], chunks)
+
+
+_CHUNK_NAME = re.compile(r"stim_(\d+)(?:-(\d+))?(?:\.r\d+)?")
+_MAX_GUESS = 100_000  # a folder name's range is believed up to this many ids
+
+
+def folder_ids(name: str, plan: Plan) -> list[str] | None:
+    """The stimuli a job folder was made for, from the plan or its name (None: unknown)."""
+    if name in plan.chunks:
+        return plan.chunks[name]
+    m = _CHUNK_NAME.fullmatch(name)
+    if m is None:
+        return None
+    lo, hi = int(m[1]), int(m[2] or m[1])
+    if plan.ids is not None:
+        return [i for i in plan.ids if i.startswith("stim_") and i[5:].isdigit() and lo <= int(i[5:]) <= hi]
+    if not 0 <= hi - lo < _MAX_GUESS:
+        return None
+    return [f"stim_{n:0{len(m[1])}d}" for n in range(lo, hi + 1)]
+
+
+@dataclass
 class Record:
     """One stimulus as a finished job folder recorded it."""
 
-    record: dict  # the stimulus' entry in job.json
+    record: dict  # the stimulus' entry in job.json (status "damaged" when its files are)
     job_dir: Path
-    job: dict  # the whole job.json
+    job: dict  # the whole job.json ({} when it is unreadable)
 
     @property
     def ok(self) -> bool:
         return self.record["status"] == "ok"
 
+    @property
+    def reason(self) -> str:
+        """Why it is not ok: damaged, lost (the sweeper's record of a job without results), failed."""
+        if self.record["status"] == "damaged":
+            return "damaged"
+        return "lost" if self.job.get("lost") else "failed"
 
-def read_records(root: Path) -> dict[str, Record]:
+    @property
+    def rank(self) -> int:
+        """Which of two records of a stimulus is kept: ok, else a real record, else a guess."""
+        return 0 if self.ok else 1 if self.job else 2
+
+
+def read_folder(job_dir: Path, plan: Plan) -> list[Record]:
+    """The records of one finished job folder, checked: damage makes records "damaged"."""
+    try:
+        job = _load_json(job_dir / JOB_FILE)
+        check_job(job)
+    except Damaged as e:
+        error = f"damaged: {job_dir.name}/{JOB_FILE}: {e}"
+        ids = folder_ids(job_dir.name, plan)
+        if ids is None:  # neither the plan nor the name says: the folder stands for its stimuli
+            return [Record({"id": job_dir.name, "status": "damaged", "error": f"{error}; its stimuli are unknown"},
+                           job_dir, {})]
+        return [Record({"id": sid, "status": "damaged", "error": error}, job_dir, {}) for sid in ids]
+    if "counts" in job:  # a folder from before a population existed had none of it
+        job["counts"] = {**{p: 0 for p in POPULATIONS}, **job["counts"]}
+    problems = {} if job.get("lost") else array_problems(job_dir, job)
+    out = []
+    for rec in job["stimuli"]:
+        if rec["id"] in problems:
+            rec = {**rec, "status": "damaged", "error": f"damaged: {problems[rec['id']]}"}
+        out.append(Record(rec, job_dir, job))
+    return out
+
+
+def read_records(root: Path, plan: Plan | None = None) -> dict[str, Record]:
     """stimulus id -> its record in the finished job folders of `root`, in id order. A stimulus
     recorded more than once (a resumed or repaired sweep) gives its first successful record in
-    folder order, else its first failed one."""
+    folder order, else its first failed (or damaged) one. Damage never raises: see read_folder."""
+    plan = plan if plan is not None else read_plan(root)
     best: dict[str, Record] = {}
     for jd in job_dirs(root):
-        job = read_job(jd)
-        if job is None:
-            continue
-        if "counts" in job:  # a folder from before a population existed had none of it
-            job["counts"] = {**{p: 0 for p in POPULATIONS}, **job["counts"]}
-        for rec in job.get("stimuli", []):
-            prev = best.get(rec["id"])
-            if prev is None or (not prev.ok and rec["status"] == "ok"):
-                best[rec["id"]] = Record(rec, jd, job)
+        for rec in read_folder(jd, plan):
+            prev = best.get(rec.record["id"])
+            if prev is None or rec.rank < prev.rank:
+                best[rec.record["id"]] = rec
     return dict(sorted(best.items()))
 
 
@@ -129,6 +355,8 @@ class NpzReader:
             if empty:
                 return np.zeros(0, np.int32)
             raise ConfigError(f"{self._path}: no array '{name}'; re-run that job") from None
+        except Exception as e:  # noqa: BLE001 - changed on disk since it was checked (read_folder)
+            raise ConfigError(f"{self._path}: cannot read '{name}' ({type(e).__name__}: {e}); re-run that job") from None
 
     def close(self) -> None:
         if self._z is not None:
@@ -138,7 +366,13 @@ class NpzReader:
     def flat(self, rec: Record, pop: str) -> np.ndarray:
         """The flat spike indices of one population of a stimulus (none for a population of no
         afferents that the job folder predates)."""
-        return self.get(rec, f"{rec.record['id']}/{pop}", empty=rec.job["counts"].get(pop) == 0)
+        flat = self.get(rec, f"{rec.record['id']}/{pop}", empty=rec.job["counts"].get(pop) == 0)
+        if flat.size and (flat.dtype.kind not in "iu" or flat.min() < 0
+                          or flat.max() >= rec.job["steps"] * rec.job["counts"].get(pop, 0)):
+            # intact file (CRC-checked) but at odds with job.json's steps x counts: edited by hand?
+            raise ConfigError(f"{self._path}: {rec.record['id']}/{pop} does not fit job.json's steps and "
+                              "counts; re-run that job")
+        return flat
 
     def raster(self, rec: Record, pop: str) -> np.ndarray:
         return decode(self.flat(rec, pop), rec.job["steps"], rec.job["counts"][pop])

@@ -142,7 +142,7 @@ class PtSpikeDataset(_Base):
 
     def __init__(self, path, populations=None, concat=False, dtype=torch.bool, labels=None,
                  intermediates=False):
-        data = torch.load(Path(path))
+        data = torch.load(Path(path), weights_only=True)  # plain tensors and containers only
         self.path = Path(path)
         self.metadata = data["metadata"]
         self._results = data["results"]

@@ -37,10 +37,9 @@ from sensoryforge.config import check, compose_error, result_config, to_stimulus
 from sensoryforge.core.params import ConfigError, check_fields, check_value, unknown_key
 from sensoryforge.core.schema import SEED_KEYS, SWITCHES, Config
 from sensoryforge.dataset.files import write_json
-from sensoryforge.dataset.jobs import JOB_FILE, read_records
+from sensoryforge.dataset.jobs import JOB_FILE, PLAN_FILE, read_records
 from sensoryforge.sweep.launchers import parallelism
 
-PLAN_FILE = "sweep_plan.json"
 PLAN_FORMAT = "sensoryforge-plan/1"
 NOT_A_POINT = ("dry_run", "batch_file")  # command-line switches the sweeper consumes itself
 
@@ -279,23 +278,6 @@ def make_chunks(points: list[Point], size: int, sweep_dir: Path) -> OrderedDict[
                 unique = f"{name}.r{k}"
             chunks[unique] = part
     return chunks
-
-
-def compact_ids(ids: list[str]) -> str:
-    """stim_0000..stim_0003, stim_0007 style listing."""
-    if not ids:
-        return "none"
-    nums = sorted(int(i.rsplit("_", 1)[1]) for i in ids)
-    width = len(ids[0].rsplit("_", 1)[1])
-    runs, start, prev = [], nums[0], nums[0]
-    for n in nums[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        runs.append(f"stim_{start:0{width}d}" + (f"..stim_{prev:0{width}d}" if prev > start else ""))
-        if n is not None:
-            start = prev = n
-    return ", ".join(runs if len(runs) <= 6 else runs[:3] + ["..."] + runs[-2:])
 
 
 # -- the plan file: written by the sweeper, read by each job ------------------------------------

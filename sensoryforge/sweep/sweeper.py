@@ -18,10 +18,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sensoryforge.core.params import ConfigError
-from sensoryforge.core.text import clock, closed_pipe_exit
-from sensoryforge.dataset.aggregate import aggregate
+from sensoryforge.core.text import clock, closed_pipe_exit, compact_ids
+from sensoryforge.dataset.aggregate import aggregate, problem_lines
 from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
-from sensoryforge.dataset.jobs import JOB_FILE, read_records, write_lost
+from sensoryforge.dataset.jobs import JOB_FILE, write_lost
 from sensoryforge.sweep import launchers, progress
 from sensoryforge.sweep.batchfile import load_batch_file
 from sensoryforge.sweep.estimate import check_disk, check_memory, disk_mb, print_dry_run
@@ -30,7 +30,6 @@ from sensoryforge.sweep.plan import (
     Point,
     check_points,
     chunk_size,
-    compact_ids,
     expand,
     make_chunks,
     split_finished,
@@ -159,21 +158,18 @@ def record_lost_jobs(chunks: dict[str, list[Point]], returns: list, sweep_dir: P
 
 
 def finish(sweep_dir: Path, points: list[Point], t0: float, fmt: str, name: str | None) -> dict:
-    """Collect failures, build the dataset from the successes, report, exit non-zero on failure."""
-    records = read_records(sweep_dir)
-    failed = {}
-    for p in points:
-        rec = records.get(p.id)
-        if rec is None or not rec.ok:
-            failed[p.id] = rec.record.get("error", "failed") if rec else "did not run"
+    """Build the dataset (which accounts for every planned stimulus: in it, or listed in
+    failed_stimuli with its reason), report, exit non-zero when any stimulus is not in it."""
     report = aggregate([sweep_dir], sweep_dir, fmt=fmt, name=name)
+    failed = report["failed_stimuli"]
     log.info(
-        "sweep finished in %s: %d of %d stimuli ok, %d failed; dataset in %s",
-        clock(time.time() - t0), len(points) - len(failed), len(points), len(failed), sweep_dir,
+        "sweep finished in %s: %d of %d stimuli ok, %d not; dataset in %s",
+        clock(time.time() - t0), report["num_stimuli"], len(points), len(failed), sweep_dir,
     )
     if failed:
-        print(f"{len(failed)} failed stimuli:", file=sys.stderr)
-        for sid, err in failed.items():
-            print(f"  {sid}: {err}", file=sys.stderr)
+        print(f"{len(failed)} of {len(points)} stimuli not in the dataset (batch_metadata.json: failed_stimuli):",
+              file=sys.stderr)
+        for line in problem_lines(failed):
+            print(f"  {line}", file=sys.stderr)
         sys.exit(1)
     return report
