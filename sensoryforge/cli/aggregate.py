@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e), 1)
     except OSError as e:  # an output that cannot be written (permissions, a read-only folder)
         _fail(f"{e.filename or out}: {e.strerror or e}")
+    except KeyboardInterrupt:  # every output is written whole or not at all: run it again
+        _fail("interrupted; nothing half-written is left: run the same command again", 130)
     if code:
         sys.exit(code)
 

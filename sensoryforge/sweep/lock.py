@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import socket
 import time
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sensoryforge.core.params import ConfigError
+
+log = logging.getLogger("sensoryforge")
 
 LOCK_FILE = ".lock"
 
@@ -32,6 +35,8 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
                 f"hydra.sweep.dir={sweep_dir}: another sweep is running in this folder ({holder}); "
                 "wait for it to finish, or use another hydra.sweep.dir"
             ) from None
+        except OSError as e:  # a file system without locks (e.g. Lustre mounted noflock)
+            log.warning("%s: cannot lock this folder (%s); make sure no other sweep runs in it", sweep_dir, e.strerror)
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}, started {started}\n".encode(), 0)
