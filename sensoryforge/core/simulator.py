@@ -41,11 +41,16 @@ def auto_batch(steps: int, afferents: int) -> int:
     return max(1, min(256, AUTO_BATCH_BYTES // (steps * max(afferents, 1) * BYTES_PER_ELEMENT)))
 
 
+def step_count(pipeline: PipelineConfig) -> int:
+    """Time steps of a stimulus: duration / dt, at least one."""
+    return max(1, round(pipeline.duration / pipeline.dt))
+
+
 def memory_needed(pipeline: PipelineConfig, neurons: NeuronsConfig, stimuli: int = 1) -> dict[str, int]:
     """Peak bytes one job of `stimuli` stimuli allocates beyond the interpreter, by part, computed
     from the config alone (nothing is built): what lets a job too large for the machine be
     refused before it starts instead of failing inside an allocation."""
-    steps = max(1, round(pipeline.duration / pipeline.dt))
+    steps = step_count(pipeline)
     pops = [getattr(neurons, p) for p in POPULATIONS]
     n = sum(p.count for p in pops)
     receptors = pipeline.grid_size**2
@@ -130,7 +135,7 @@ class Simulator:
         # filters run in double precision where the device has it (MPS has no float64)
         self.fft_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self.dt = float(pipeline.dt)
-        self.steps = max(1, round(pipeline.duration / pipeline.dt))
+        self.steps = step_count(pipeline)
         self.grid = Grid(int(pipeline.grid_size), float(pipeline.spacing))
         self.times = torch.arange(self.steps, dtype=torch.float64) * self.dt  # ms
         self.x, self.y = self.grid.coords()

@@ -23,12 +23,17 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def free_bytes(path: Path) -> int:
-    """Free bytes on the device that holds `path` (or its nearest existing folder)."""
+def existing_ancestor(path: Path) -> Path:
+    """`path` itself if it exists, else its nearest existing parent."""
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return shutil.disk_usage(path).free
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the device that holds `path` (or its nearest existing folder)."""
+    return shutil.disk_usage(existing_ancestor(path)).free
 
 
 def _mb(n: float) -> str:

@@ -200,17 +200,6 @@ def array_problems(job_dir: Path, job: dict) -> dict[str, str]:
     return problems
 
 
-def read_job(job_dir: Path) -> dict | None:
-    """job.json of a finished job folder, or None if the job did not finish or its job.json is
-    damaged (read_folder says how)."""
-    try:
-        job = _load_json(job_dir / JOB_FILE)
-        check_job(job)
-    except Damaged:
-        return None
-    return job
-
-
 def job_dirs(root: Path) -> list[Path]:
     """The finished job folders of a sweep folder (or the folder itself if it is a single run)."""
     if (root / JOB_FILE).exists():

@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from sensoryforge.config import to_stimulus
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.schema import POPULATIONS
-from sensoryforge.core.simulator import auto_batch, memory_needed
+from sensoryforge.core.simulator import auto_batch, memory_needed, step_count
 from sensoryforge.core.text import clock
-from sensoryforge.dataset.files import free_bytes
+from sensoryforge.dataset.files import existing_ancestor, free_bytes
 from sensoryforge.sweep.launchers import machine_memory, parallelism
 from sensoryforge.sweep.plan import Point, swept_keys, written
 
@@ -36,7 +36,7 @@ DISK_BYTES_PER_SPIKE, DISK_BYTES_PER_STIMULUS, ASSUMED_RATE_HZ = 25, 2048, 2.0
 
 def _size(cfg: DictConfig) -> tuple[int, int]:
     """(steps, afferents) of a config."""
-    steps = max(1, round(cfg.pipeline.duration / cfg.pipeline.dt))
+    steps = step_count(cfg.pipeline)
     return steps, sum(getattr(cfg.neurons, p).count for p in POPULATIONS)
 
 
@@ -83,13 +83,6 @@ _SHRINK = {
     "spiking loop": "pipeline.duration, a larger pipeline.dt, neurons.<population>.count or pipeline.batch_size",
     "saved intermediates": "pipeline.save_intermediates=false, or fewer stimuli per job (hydra.sweeper.chunk_size)",
 }
-
-
-def existing_ancestor(path: Path) -> Path:
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def check_output_folder(key: str, path: Path) -> None:

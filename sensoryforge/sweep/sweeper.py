@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,10 @@ def check_fits(sweeper, points: list[Point], configs: dict, sweep_dir: Path) -> 
     if it were to run, an upper bound)."""
     launcher = sweeper.config.hydra.launcher
     size = chunk_size(len(points), sweeper, launcher)
+    per_job = Counter(p.job for p in points)
     disk = 0.0
     for job, cfg in configs.items():
-        n = sum(1 for p in points if p.job == job)
+        n = per_job[job]
         check_memory(cfg, min(size, n), math.ceil(n / size), launcher)
         disk += disk_mb(cfg, n)
     check_disk(disk, sweep_dir)
