@@ -98,6 +98,8 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> li
         for o in overrides:
             if o.is_sweep_override() and not o.is_discrete_sweep():
                 raise ConfigError(f"{o.input_line}: interval sweeps need a sweeper such as optuna")
+            if o.is_sweep_override() and not any(True for _ in o.sweep_string_iterator()):
+                raise ConfigError(f"{o.input_line}: an empty sweep (no values), so nothing would run")
         (all_points,) = BasicSweeper.split_arguments(overrides, None)
         combos.extend(all_points)
     width = max(4, len(str(max(len(combos) - 1, 0))))

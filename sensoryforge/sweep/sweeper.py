@@ -71,9 +71,7 @@ def prepare(sweeper, arguments: list[str]) -> dict:
         blocks = batch.blocks
         if batch.ignored:
             log.warning("batch_file: no equivalent for %s; SensoryForge's defaults apply", ", ".join(batch.ignored))
-    points = expand(dict(sweeper.params or {}), blocks, arguments, loader)
-    if not points:
-        raise ConfigError("the sweep has no stimuli (an empty sweep of values?)")
+    points = expand(dict(sweeper.params or {}), blocks, arguments, loader)  # never empty: expand refuses empty sweeps
     configs = check_points(points, lambda ov: loader.load_sweep_config(config, ov))
     check_fits(sweeper, points, configs, Path(str(config.hydra.sweep.dir)))
     return {"points": points, "batch": batch, "t0": time.time()}
