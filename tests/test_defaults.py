@@ -28,16 +28,19 @@ def responses():
 # Pinned on purpose: total spikes per population of the default model (pipeline seed 42) for the
 # default stimulus at 10..50 kPa, with the trial noise of `sensoryforge seed=0 repetition=0`. A
 # retune of the defaults or a change of the numerics shows up here: change these numbers in the
-# same commit, and say in its message what moved them and why. (Measured with torch's CPU build
-# on the reference machine; another CPU's float rounding may move a spike or two.)
+# same commit, and say in its message what moved them and why. Moved last by the counter-based
+# noise of the fused kernel (issue 13); over 120 noise seeds at 20 kPa the mean counts stayed
+# within one standard error (SA 101.46 / 101.46, RA 57.65 / 57.62, PC 98.30 / 98.46, SA2
+# 14.52 / 14.42 before / after). The kernel avoids fused multiply-adds, so other x86 CPUs give
+# the same bits.
 GOLDEN = {
-    "sa": [14, 104, 184, 269, 349],
-    "ra": [12, 60, 108, 156, 203],
-    "pc": [5, 101, 134, 144, 144],
-    "sa2": [0, 15, 72, 138, 206],
+    "sa": [15, 106, 187, 274, 360],
+    "ra": [12, 58, 106, 156, 203],
+    "pc": [6, 99, 133, 144, 144],
+    "sa2": [0, 13, 70, 140, 205],
 }
-GOLDEN_RESPONDING = {"sa": [5, 15, 19, 23, 26], "ra": [11, 30, 42, 45, 53], "pc": [3, 30, 36, 36, 36],
-                     "sa2": [0, 4, 10, 19, 22]}
+GOLDEN_RESPONDING = {"sa": [5, 15, 20, 22, 25], "ra": [10, 31, 43, 48, 53], "pc": [4, 29, 35, 36, 36],
+                     "sa2": [0, 4, 11, 20, 22]}
 
 
 @pytest.fixture(scope="module")

@@ -187,7 +187,7 @@ def test_population_seed_changes_the_layout_not_the_noise_seed(tiny):
     cfg = load_config(TINY + ["pipeline.seed=43"])
     b = Simulator(cfg.pipeline, cfg.neurons)
     assert not torch.equal(a.populations[0].positions, b.populations[0].positions)
-    assert torch.equal(a.noise(5), b.noise(5))
+    assert torch.equal(a.noise([5]), b.noise([5]))
 
 
 def test_a_new_stimulus_type_is_one_registered_dataclass():
@@ -253,10 +253,9 @@ def test_saturation_bounds_the_drive_by_tanh():
 
 
 def test_a_restricted_simulator_gives_the_same_afferents_the_same_spikes():
-    """The battery simulates only the afferents it reads: without noise they fire exactly as in
-    the whole patch (fields and per-neuron parameters are kept)."""
-    cfg = load_config(TINY + [f"neurons.{p}.{k}=0" for p in ("sa", "ra", "pc", "sa2")
-                              for k in ("noise_std", "noise_scaling")])
+    """The battery simulates only the afferents it reads: they fire exactly as in the whole patch,
+    noise included (fields, per-neuron parameters and each afferent's noise numbers are kept)."""
+    cfg = load_config(TINY)
     sim = Simulator(cfg.pipeline, cfg.neurons)
     stim = to_stimulus(load_config(TINY + ["stimulus.amplitude=60"]).stimulus)
     whole = sim.run([stim], [0]).spikes

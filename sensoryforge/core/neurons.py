@@ -6,8 +6,9 @@ filters upstream therefore set each afferent's threshold in kPa, and swapping th
 keeps thresholds where they were. Per-neuron parameter variability is applied around the
 nominal values (the drive scale stays nominal, so variability really moves thresholds).
 
-All models share the loop in `SpikingModel.run`: Ornstein-Uhlenbeck input noise, an absolute
-refractory period (membrane held at reset), spike detection and reset.
+All models share the loop in `SpikingModel.run` (torch, any device) and in the fused CPU kernel
+(core/kernel.py): Ornstein-Uhlenbeck input noise, an absolute refractory period (membrane held
+at reset), spike detection and reset.
 """
 
 from __future__ import annotations
@@ -17,15 +18,23 @@ import math
 
 import torch
 
+from sensoryforge.core.noise import exp32, f32
 from sensoryforge.core.schema import AdExParams, IzhikevichParams, LIFParams
+
+_F32_0_04 = f32(0.04)  # the kernel's float32 constant: torch may multiply by the double one
 
 
 class SpikingModel:
-    """Base: per-neuron parameters as [N] tensors; subclasses give the dynamics."""
+    """Base: per-neuron parameters as [N] tensors; subclasses give the dynamics.
+
+    `rows()` lays the parameters out as the fused CPU kernel reads them (kernel.PARAMS), and
+    `step()` is the same update in torch, operation for operation, so both paths give the same
+    numbers in float32."""
 
     name = ""
     params_cls: type = object
     varied: tuple[str, ...] = ()  # parameters that get per-neuron variability
+    kernel_id = -1
 
     def __init__(self, p: dict[str, torch.Tensor], dt: float):
         self.p, self.dt = p, dt
@@ -34,22 +43,18 @@ class SpikingModel:
     def rheobase(p) -> float:
         raise NotImplementedError
 
-    def init_state(self, batch: int) -> list[torch.Tensor]:
+    def rows(self) -> torch.Tensor:
+        """[k, N] float64: the parameters in kernel.PARAMS order."""
         raise NotImplementedError
 
-    def advance(self, s: list[torch.Tensor], current: torch.Tensor) -> list[torch.Tensor]:
-        """One Euler step without spikes; s[0] is the membrane potential."""
+    def initial(self) -> torch.Tensor:
+        """[2, N] float64: the state (v, second variable) at the start of a trial."""
         raise NotImplementedError
 
-    def reset(self, s: list[torch.Tensor], spike: torch.Tensor) -> list[torch.Tensor]:
+    @staticmethod
+    def step(v, w, current, P, dt):
+        """One step without spikes: (v, w) after it, and the rows (reset, jump, peak)."""
         raise NotImplementedError
-
-    v_reset_key = ""
-    v_peak_key = ""
-
-    def prepare(self, current: torch.Tensor) -> torch.Tensor:
-        """Fold constant terms into the input once, outside the time loop."""
-        return current
 
     def run(
         self,
@@ -62,46 +67,39 @@ class SpikingModel:
         record_voltage: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current: [T, B, N] input in the model's current unit; noise: [T+1, B, N] standard
-        normal (or None), turned into Ornstein-Uhlenbeck input noise with step decay
-        `noise_decay`, started from its stationary law, of sd `noise_sd` (current unit) plus
-        `noise_scaling` times the input itself (if given: noise that grows with the stimulus).
+        normal (or None), turned into unit Ornstein-Uhlenbeck noise of step decay `noise_decay`
+        started from its stationary law, scaled at each step by sd = `noise_sd` + `noise_scaling`
+        x max(input, 0) (current unit): noise that grows with the stimulus.
 
         Returns spikes [T, B, N] (bool) and, if asked, the membrane potential [T, B, N].
         During the refractory period the membrane is held at its reset value.
         """
         T, B, N = current.shape
-        s = self.init_state(B)
-        raw, current = current, self.prepare(current)
-        v_reset, v_peak = self.p[self.v_reset_key], self.p[self.v_peak_key]
+        opts = dict(device=current.device, dtype=current.dtype)
+        P = self.rows().to(**opts)
+        v, w = (x.expand(B, -1).clone() for x in self.initial().to(**opts))
         spikes = torch.empty(T, B, N, dtype=torch.bool, device=current.device)
         volts = torch.empty_like(current) if record_voltage else None
-        n_ref = refractory_steps.to(current.dtype)
-        ref = torch.zeros(B, N, dtype=current.dtype, device=current.device)  # steps still held
-        hold = bool((refractory_steps > 1).any())
-        scaled = noise_scaling is not None and bool((noise_scaling > 0).any())
-        if noise is not None:
-            # with scaling, a unit-sd process multiplied by each step's sd; else sd folded in once
-            unit = torch.ones_like(noise_sd) if scaled else noise_sd
-            kicks = noise[1:] * (unit * torch.sqrt(1 - noise_decay**2))
-            ou = noise[0] * unit
+        decay = noise_decay.to(**opts)
+        kick = torch.sqrt(1 - noise_decay.double() ** 2).to(**opts)
+        sd0 = noise_sd.to(**opts)
+        sdk = torch.zeros_like(sd0) if noise_scaling is None else noise_scaling.to(**opts)
+        refr = refractory_steps.to(device=current.device, dtype=torch.int32)
+        held = torch.zeros(B, N, dtype=torch.int32, device=current.device)
+        ou = noise[0] if noise is not None else None
         for t in range(T):
-            if noise is not None:
-                ou = torch.addcmul(kicks[t], ou, noise_decay)
-                if scaled:
-                    sd = torch.addcmul(noise_sd, noise_scaling, raw[t].clamp_min(0))
-                    s = self.advance(s, torch.addcmul(current[t], ou, sd))
-                else:
-                    s = self.advance(s, current[t] + ou)
-            else:
-                s = self.advance(s, current[t])
-            if hold:
-                s[0] = torch.where(ref > 0, v_reset, s[0])
-            spike = torch.ge(s[0], v_peak, out=spikes[t])
-            s = self.reset(s, spike)
-            if hold:
-                ref = torch.where(spike, n_ref, ref - 1)
+            cur = current[t]
+            if ou is not None:
+                ou = decay * ou + kick * noise[t + 1]
+                cur = cur + ou * (sd0 + sdk * cur.clamp_min(0))
+            vn, wn, reset, jump, peak = self.step(v, w, cur, P, self.dt)
+            vn = torch.where(held > 0, reset, vn)
+            fired = torch.ge(vn, peak, out=spikes[t])
+            v = torch.where(fired, reset, vn)
+            w = torch.where(fired, wn + jump, wn)
+            held = torch.where(fired, refr, held - 1)
             if volts is not None:
-                volts[t] = s[0]
+                volts[t] = v
         return spikes, volts
 
 
@@ -109,7 +107,7 @@ class Izhikevich(SpikingModel):
     """Izhikevich (2003): v' = 0.04 v^2 + 5 v + 140 - u + I, u' = a (b v - u)."""
 
     name, params_cls, varied = "izhikevich", IzhikevichParams, ("a", "d")
-    v_reset_key, v_peak_key = "c", "v_peak"
+    kernel_id = 0
 
     @staticmethod
     def rheobase(p) -> float:
@@ -123,57 +121,56 @@ class Izhikevich(SpikingModel):
         saddle = current_at((p.b - 5) / 0.08)
         return min(saddle, current_at((p.a - 5) / 0.08)) if p.a < p.b else saddle
 
-    def init_state(self, batch):
-        v0 = self.p["c"].expand(batch, -1).clone()
+    def rows(self):
+        p = self.p
+        return torch.stack([p["a"], p["b"], p["c"], p["d"], p["v_peak"]])
+
+    def initial(self):
         # start at the resting fixed point when it exists, else at c
         b = self.p["b"]
         disc = ((5 - b) ** 2 - 0.16 * 140).clamp_min(0)
-        v_rest = (-(5 - b) - disc.sqrt()) / 0.08
-        v0 = torch.where(disc > 0, v_rest, v0).expand(batch, -1).clone()
-        return [v0, (b * v0).clone()]
+        v0 = torch.where(disc > 0, (-(5 - b) - disc.sqrt()) / 0.08, self.p["c"])
+        return torch.stack([v0, b * v0])
 
-    def prepare(self, current):
-        self._dta = self.dt * self.p["a"]
-        return current + 140.0
-
-    def advance(self, s, current):
-        # current already holds the constant 140 (prepare)
-        v, u = s
-        dv = (0.04 * v + 5).mul_(v).add_(current).sub_(u)
-        u_new = torch.addcmul(u, self._dta, self.p["b"] * v - u)
-        return [torch.add(v, dv, alpha=self.dt), u_new]
-
-    def reset(self, s, spike):
-        return [torch.where(spike, self.p["c"], s[0]), torch.where(spike, s[1] + self.p["d"], s[1])]
+    @staticmethod
+    def step(v, w, current, P, dt):
+        a, b, reset, jump, peak = P
+        dv = ((_F32_0_04 * v + 5.0) * v + (current + 140.0)) - w
+        wn = w + (dt * a) * (b * v - w)
+        return v + dt * dv, wn, reset, jump, peak
 
 
 class LIF(SpikingModel):
     """Leaky integrate-and-fire, integrated exactly over each step for piecewise-constant input."""
 
     name, params_cls, varied = "lif", LIFParams, ("tau_m", "resistance")
-    v_reset_key, v_peak_key = "v_reset", "v_threshold"
+    kernel_id = 1
 
     @staticmethod
     def rheobase(p) -> float:
         return (p.v_threshold - p.v_rest) / p.resistance
 
-    def init_state(self, batch):
-        return [self.p["v_rest"].expand(batch, -1).clone()]
-
-    def advance(self, s, current):
+    def rows(self):
         p = self.p
-        v_inf = p["v_rest"] + p["resistance"] * current
-        return [v_inf + (s[0] - v_inf) * torch.exp(-self.dt / p["tau_m"])]
+        leak = torch.exp(-self.dt / p["tau_m"])
+        return torch.stack([p["v_rest"], p["resistance"], leak, p["v_reset"], p["v_threshold"]])
 
-    def reset(self, s, spike):
-        return [torch.where(spike, self.p["v_reset"], s[0])]
+    def initial(self):
+        v = self.p["v_rest"]
+        return torch.stack([v, torch.zeros_like(v)])
+
+    @staticmethod
+    def step(v, w, current, P, dt):
+        rest, res, leak, reset, peak = P
+        v_inf = rest + res * current
+        return v_inf + (v - v_inf) * leak, w, reset, torch.zeros_like(reset), peak
 
 
 class AdEx(SpikingModel):
     """Adaptive exponential integrate-and-fire (Brette & Gerstner 2005); current in pA."""
 
     name, params_cls, varied = "adex", AdExParams, ("C", "g_L", "tau_w", "a", "b")
-    v_reset_key, v_peak_key = "V_reset", "V_peak"
+    kernel_id = 2
 
     @staticmethod
     def rheobase(p) -> float:
@@ -181,21 +178,23 @@ class AdEx(SpikingModel):
         g = p.g_L + p.a
         return g * (p.V_T - p.E_L - p.delta_T + p.delta_T * math.log(g / p.g_L))
 
-    def init_state(self, batch):
-        v = self.p["E_L"].expand(batch, -1).clone()
-        return [v, torch.zeros_like(v)]
+    def rows(self):
+        p = self.p
+        return torch.stack([p[k] for k in ("C", "g_L", "E_L", "V_T", "delta_T", "tau_w", "a", "b", "V_reset", "V_peak")])
 
-    def advance(self, s, current):
-        v, w = s
-        p, dt = self.p, self.dt
-        # v < V_peak here (it was reset), so the exponential cannot overflow
-        spike_current = p["g_L"] * p["delta_T"] * torch.exp((v - p["V_T"]) / p["delta_T"])
-        v_new = v + dt / p["C"] * (-p["g_L"] * (v - p["E_L"]) + spike_current - w + current)
-        w_new = w + dt / p["tau_w"] * (p["a"] * (v - p["E_L"]) - w)
-        return [v_new, w_new]
+    def initial(self):
+        v = self.p["E_L"]
+        return torch.stack([v, torch.zeros_like(v)])
 
-    def reset(self, s, spike):
-        return [torch.where(spike, self.p["V_reset"], s[0]), torch.where(spike, s[1] + self.p["b"], s[1])]
+    @staticmethod
+    def step(v, w, current, P, dt):
+        C, gl, el, vt, dT, tw, a, jump, reset, peak = P
+        # v < V_peak here (it was reset), so the exponential cannot overflow (and exp32 clamps)
+        leak_i = -gl * (v - el)
+        spike_i = (gl * dT) * exp32((v - vt) / dT)
+        vn = v + (dt / C) * (((leak_i + spike_i) - w) + current)
+        wn = w + (dt / tw) * (a * (v - el) - w)
+        return vn, wn, reset, jump, peak
 
 
 MODELS: dict[str, type[SpikingModel]] = {m.name: m for m in (Izhikevich, LIF, AdEx)}

@@ -26,58 +26,21 @@ from sensoryforge.core.neurons import MODELS, per_neuron
 from sensoryforge.core.params import ConfigError, check_fields
 from sensoryforge.core.response import Response
 from sensoryforge.core.schema import POPULATIONS, NeuronsConfig, PipelineConfig
+from sensoryforge.core.sizes import (  # noqa: F401  (kept importable from here)
+    AUTO_BATCH_BYTES,
+    BYTES_PER_ELEMENT,
+    auto_batch,
+    memory_needed,
+    noise_seed,
+    step_count,
+)
 from sensoryforge.core.stimuli import Stimulus
 
-# bytes of working memory per (stimulus x step x afferent) in the spiking loop: drive, noise,
-# spikes and temporaries; used to size automatic batches.
-BYTES_PER_ELEMENT = 14
-AUTO_BATCH_BYTES = 256 * 2**20
 # each population's seed stream; pc came last, so the others kept their afferents when it was added
 SEED_INDEX = {"sa": 0, "ra": 1, "sa2": 2, "pc": 3}
-
-
-def auto_batch(steps: int, afferents: int) -> int:
-    """Stimuli per batch that keep the spiking loop's tensors within AUTO_BATCH_BYTES."""
-    return max(1, min(256, AUTO_BATCH_BYTES // (steps * max(afferents, 1) * BYTES_PER_ELEMENT)))
-
-
-def step_count(pipeline: PipelineConfig) -> int:
-    """Time steps of a stimulus: duration / dt, at least one."""
-    return max(1, round(pipeline.duration / pipeline.dt))
-
-
-def memory_needed(pipeline: PipelineConfig, neurons: NeuronsConfig, stimuli: int = 1) -> dict[str, int]:
-    """Peak bytes one job of `stimuli` stimuli allocates beyond the interpreter, by part, computed
-    from the config alone (nothing is built): what lets a job too large for the machine be
-    refused before it starts instead of failing inside an allocation."""
-    steps = step_count(pipeline)
-    pops = [getattr(neurons, p) for p in POPULATIONS]
-    n = sum(p.count for p in pops)
-    receptors = pipeline.grid_size**2
-    scale = 2 if pipeline.dtype == "float64" else 1
-    batch = max(1, min(pipeline.batch_size or auto_batch(steps, n), stimuli))
-
-    def candidates(p) -> int:  # receptors within a field's 3-sigma disk (innervation())
-        return min(math.ceil(math.pi * (3 * p.rf_sigma / pipeline.spacing + 2) ** 2), receptors)
-
-    parts = {
-        # coordinates and a stimulus' spatial factors, float64 while they are evaluated
-        "receptor grid": 64 * receptors,
-        # sparse fields (COO while built: 48 bytes per candidate) and the 512-afferent build blocks
-        "receptive fields": sum(p.count * candidates(p) * 48 + min(p.count, 512) * candidates(p) * 64 for p in pops),
-        # the filters' spectra and transfer functions (complex128, zero-padded to 2T)
-        "filters": 512 * steps,
-        # the spiking loop's tensors and one stimulus' drive with its temporaries
-        "spiking loop": scale * (batch * steps * n * BYTES_PER_ELEMENT + steps * n * 12),
-    }
-    if pipeline.save_intermediates:  # drive and membrane potential of every stimulus, kept to the end
-        parts["saved intermediates"] = scale * 8 * stimuli * steps * n
-    return parts
-
-
-def noise_seed(seed: int, repetition: int) -> int:
-    """The trial's noise seed: a hash of (seed, repetition), so seeds never collide across them."""
-    return int(np.random.SeedSequence([int(seed), int(repetition)]).generate_state(1, np.uint64)[0] >> 1)
+# afferents per task of the fused kernel: its state stays in L1 cache, and its split depends on
+# the population alone, never on the batch
+BLOCK = 128
 
 
 def resolve_device(name: str) -> torch.device:
@@ -124,12 +87,13 @@ class Simulator:
         r.rate("sa")                     # Hz per SA afferent
     """
 
-    def __init__(self, pipeline=None, neurons=None):
+    def __init__(self, pipeline=None, neurons=None, engine: str = "auto"):
         pipeline = PipelineConfig() if pipeline is None else pipeline
         neurons = NeuronsConfig() if neurons is None else neurons
         check_fields(pipeline, "pipeline")
         check_fields(neurons, "neurons")
         self.cfg_pipeline, self.cfg_neurons = pipeline, neurons
+        self.engine = engine  # "auto": the fused kernel where it runs; "torch": the torch loop
         self.device = resolve_device(pipeline.device)
         self.dtype = getattr(torch, pipeline.dtype)
         # filters run in double precision where the device has it (MPS has no float64)
@@ -157,49 +121,88 @@ class Simulator:
                      self.filters.transfer("velocity", p.cfg.filter.tau_dynamic, int(p.cfg.filter.order)))
             for p in self.populations
         }
+        # every filter some population uses, stacked: one inverse FFT per stimulus filters all
+        self.filter_rows, stack = {}, []
+        for slot, p in enumerate(self.populations):
+            f, (lp, vel) = p.cfg.filter, self.transfer[p.name]
+            for kind, used, h in (("lp", f.w_static > 0, lp), ("vel", f.w_on > 0 or f.w_off > 0, vel)):
+                if used and p.count > 0:
+                    self.filter_rows[slot, kind] = len(stack)
+                    stack.append(h)
+        self.transfers = torch.stack(stack) if stack else None  # [M, F]
         self._build_models()
 
     # -- spiking models --------------------------------------------------------------------
     def _build_models(self) -> None:
-        """One spiking model per run of consecutive populations that use the same model type."""
-        self.groups = []  # (model, (first column, end column), per-neuron loop inputs)
-        scale = torch.zeros(self.n_total, dtype=torch.float64)
-        runs = itertools.groupby((p for p in self.populations if p.count > 0), key=lambda p: p.cfg.model)
-        for model_name, pops in runs:
-            model_cls, pops = MODELS[model_name], list(pops)
-            params, sd, decay, refr, scaling = [], [], [], [], []
+        """Per-afferent inputs of the spiking loop, laid out over the concatenated afferent axis:
+        the kernel's rows (kernel.COMMON, each model's PARAMS, the initial state), the noise
+        counter of each afferent (its index in the configured population, the population's
+        seed index), one torch model per run of consecutive populations of the same model type
+        (the torch path), and the kernel's blocks of at most BLOCK afferents of one population."""
+        from sensoryforge.core import kernel
+
+        N = self.n_total
+        common = torch.zeros(len(kernel.COMMON), N, dtype=torch.float64)
+        width = max(len(r) for r in kernel.PARAMS.values())
+        params = torch.zeros(width, N, dtype=torch.float64)
+        init = torch.zeros(kernel.STATE_ROWS, N, dtype=torch.float64)
+        afferent = torch.zeros(N, dtype=torch.int64)
+        population = torch.zeros(N, dtype=torch.int64)
+        self.groups, blocks = [], []  # groups: (model, (first column, end column), loop inputs)
+        live = [p for p in self.populations if p.count > 0]
+        for model_name, run in itertools.groupby(live, key=lambda p: p.cfg.model):
+            model_cls, pops = MODELS[model_name], list(run)
+            values = []
             for p in pops:
                 gen = torch.Generator().manual_seed(noise_seed(self.cfg_pipeline.seed, 2000 + SEED_INDEX[p.name]))
                 mp = getattr(p.cfg, model_name)
-                values = per_neuron(model_cls, mp, int(p.cfg.count), p.cfg.variability, gen)
+                v = per_neuron(model_cls, mp, int(p.cfg.count), p.cfg.variability, gen)
                 if p.index is not None:
-                    values = {k: v[p.index] for k, v in values.items()}
-                params.append(values)
+                    v = {k: x[p.index] for k, x in v.items()}
+                values.append(v)
+                cols = slice(p.offset, p.offset + p.count)
                 rheobase = model_cls.rheobase(mp)
-                scale[p.offset : p.offset + p.count] = rheobase
-                n = p.count
-                sd.append(torch.full((n,), p.cfg.noise_std * rheobase, dtype=torch.float64))
-                scaling.append(torch.full((n,), float(p.cfg.noise_scaling), dtype=torch.float64))
-                decay.append(torch.full((n,), math.exp(-self.dt / p.cfg.noise_tau), dtype=torch.float64))
-                refr.append(torch.full((n,), round(p.cfg.refractory / self.dt), dtype=torch.long))
-            dev = dict(device=self.device, dtype=self.dtype)
-            merged = {k: torch.cat([d[k] for d in params]).to(**dev) for k in params[0]}
-            extras = dict(
-                noise_sd=torch.cat(sd).to(**dev),
-                noise_decay=torch.cat(decay).to(**dev),
-                refractory_steps=torch.cat(refr).to(self.device),
-                noise_scaling=torch.cat(scaling).to(**dev),
-            )
-            cols = (pops[0].offset, pops[-1].offset + pops[-1].count)
-            self.groups.append((model_cls(merged, self.dt), cols, extras))
-        # drive (rheobase units) -> each model's current unit
-        self.scale = scale.to(self.device, self.dtype)
+                decay = math.exp(-self.dt / p.cfg.noise_tau)
+                row = dict(saturation=p.cfg.saturation, bias=p.cfg.bias, scale=rheobase,
+                           noise_sd=p.cfg.noise_std * rheobase, noise_scaling=p.cfg.noise_scaling,
+                           noise_decay=decay, noise_kick=math.sqrt(1 - decay**2),
+                           refractory=round(p.cfg.refractory / self.dt))
+                for i, name in enumerate(kernel.COMMON):
+                    common[i, cols] = row[name]
+                afferent[cols] = torch.arange(p.count) if p.index is None else p.index
+                population[cols] = SEED_INDEX[p.name]
+                slot = self.populations.index(p)
+                for lo in range(p.offset, p.offset + p.count, BLOCK):
+                    blocks.append((model_cls.kernel_id, slot, lo, min(BLOCK, p.offset + p.count - lo)))
+            merged = {k: torch.cat([d[k] for d in values]) for k in values[0]}
+            model = model_cls(merged, self.dt)
+            lo, hi = pops[0].offset, pops[-1].offset + pops[-1].count
+            rows = model.rows()
+            params[: rows.shape[0], lo:hi] = rows
+            init[:, lo:hi] = model.initial()
+            self.groups.append((model, (lo, hi)))
+        self.common = common  # float64 masters; each path casts them once
+        dev = dict(device=self.device, dtype=self.dtype)
+        self.loop = {name: common[i].to(**dev) for i, name in enumerate(kernel.COMMON)}
+        self.noise_index = (afferent.to(self.device), population.to(self.device))
+        f32 = dict(dtype=np.float32)
+        self.kernel_inputs = dict(
+            blocks=np.array(blocks, dtype=np.int64).reshape(-1, 4),
+            common=common.numpy().astype(**f32), params=params.numpy().astype(**f32),
+            init=init.numpy().astype(**f32), afferent=afferent.numpy().astype(np.uint32),
+            population=population.numpy().astype(np.uint32),
+        )
+
+    @property
+    def fused(self) -> bool:
+        """The fused CPU kernel runs float32 on the CPU; anything else takes the torch loop."""
+        return self.device.type == "cpu" and self.dtype == torch.float32 and self.engine != "torch"
 
     def restricted(self, keep: dict[str, Sequence[int]]) -> Simulator:
         """The same patch with only the afferents keep[population] (indices into the configured
-        population; a population not named keeps none). Each keeps its receptive field and
-        parameters, so an experiment on a few afferents costs what they cost. The noise differs
-        from the whole patch's (it is drawn per simulated column)."""
+        population; a population not named keeps none). Each keeps its receptive field, its
+        parameters and its noise (drawn per configured afferent), so an experiment on a few
+        afferents costs what they cost and sees what the whole patch would."""
         sim = copy.copy(self)
         sim.populations, offset = [], 0
         for name, p in self.whole.items():
@@ -226,8 +229,10 @@ class Simulator:
         spatial, temporal = stim.factors(self.x, self.y, self.times)
         return spatial.to(self.device, self.dtype), temporal.to(self.device, self.dtype)
 
-    def drive(self, stim: Stimulus) -> tuple[torch.Tensor, tuple]:
-        """Filtered drive [T, N_total] (rheobase units) for one stimulus, and its factors.
+    def linear_drive(self, stim: Stimulus) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, tuple]:
+        """The filtered drive before saturation and bias (rheobase units), as the spiking loop
+        takes it: (course [T, P], coef [N], None) when every population's drive is a time course
+        times a coefficient per afferent, else (None, None, dense [T, N]); and the factors.
 
         Filters act on the K temporal factors; the rectified velocity paths need the pooled
         signal per afferent, except for a separable stimulus (K = 1): pooled pressure is then
@@ -235,83 +240,140 @@ class Simulator:
         the drive is one outer product."""
         spatial, temporal = self.factors(stim)
         flat = spatial.reshape(spatial.shape[0], -1)  # [K, H*W]
-        spectrum = self.filters.spectrum(temporal)  # [K, F]
-        out = torch.empty(self.steps, self.n_total, device=self.device, dtype=self.dtype)
+        opts = dict(device=self.device, dtype=self.dtype)
+        if self.transfers is not None:  # all filters at once: [M, T, K]
+            spectrum = self.filters.spectrum(temporal)  # [K, F]
+            rows = torch.fft.irfft(spectrum[None] * self.transfers[:, None], n=self.filters.nfft)
+            rows = rows[..., : self.steps].transpose(1, 2).to(self.dtype)
+        courses = torch.zeros(self.steps, len(self.populations), **opts)
+        coefs = torch.zeros(self.n_total, **opts)
+        dense = []  # (population, [T, n]) of the populations that are not separable
 
-        def filtered(transfer: torch.Tensor) -> torch.Tensor:  # [T, K]
-            return self.filters.apply(spectrum, transfer)
-
-        for p in self.populations:
+        for slot, p in enumerate(self.populations):
             if p.count == 0:
                 continue
             f = p.cfg.filter
             coef = (p.weights @ flat.T).T  # [K, n]: pooled kPa per unit of each factor
-            lp, vel = self.transfer[p.name]
-            dynamic = f.w_on > 0 or f.w_off > 0
-            cols = out[:, p.offset : p.offset + p.count]
+            lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
             if coef.shape[0] == 1 and bool((coef >= 0).all()):
-                course = torch.zeros(self.steps, device=self.device, dtype=self.dtype)
-                if f.w_static > 0:
-                    course += f.w_static * filtered(lp)[:, 0]
-                if dynamic:
-                    v = filtered(vel)[:, 0]
+                course = torch.zeros(self.steps, **opts)
+                if lp is not None:
+                    course += f.w_static * rows[lp, :, 0]
+                if vel is not None:
+                    v = rows[vel, :, 0]
                     course += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
-                torch.outer(p.cfg.gain * course, coef[0], out=cols)
+                courses[:, slot] = p.cfg.gain * course
+                coefs[p.offset : p.offset + p.count] = coef[0]
             else:
-                d = torch.zeros(self.steps, p.count, device=self.device, dtype=self.dtype)
-                if f.w_static > 0:
-                    d += f.w_static * (filtered(lp) @ coef)
-                if dynamic:
-                    v = filtered(vel) @ coef
+                d = torch.zeros(self.steps, p.count, **opts)
+                if lp is not None:
+                    d += f.w_static * (rows[lp] @ coef)
+                if vel is not None:
+                    v = rows[vel] @ coef
                     d += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
-                torch.mul(d, p.cfg.gain, out=cols)
-            if p.cfg.saturation > 0:
-                s = float(p.cfg.saturation)
-                cols.copy_(torch.tanh(cols / s).mul_(s))
-            if p.cfg.bias:
-                cols += p.cfg.bias
-        return out, (spatial, temporal)
+                dense.append((p, d * p.cfg.gain))
+        if not dense:
+            return courses, coefs, None, (spatial, temporal)
+        out = torch.empty(self.steps, self.n_total, **opts)
+        for slot, p in enumerate(self.populations):
+            torch.outer(courses[:, slot], coefs[p.offset : p.offset + p.count], out=out[:, p.offset : p.offset + p.count])
+        for p, d in dense:
+            out[:, p.offset : p.offset + p.count] = d
+        return None, None, out, (spatial, temporal)
 
-    def noise(self, seed: int) -> torch.Tensor:
-        """Standard normal numbers [T+1, N] from the trial's seed (shaped into input noise by the
-        spiking loop)."""
-        gen = torch.Generator(device=self.device).manual_seed(int(seed))
-        return torch.randn(self.steps + 1, self.n_total, generator=gen, device=self.device, dtype=self.dtype)
+    def drive(self, stim: Stimulus) -> tuple[torch.Tensor, tuple]:
+        """The drive [T, N_total] (rheobase units, after saturation and bias) for one stimulus,
+        and its factors: what the spiking loop adds noise to."""
+        course, coef, dense, factors = self.linear_drive(stim)
+        if dense is None:
+            dense = torch.cat([torch.outer(course[:, slot], coef[p.offset : p.offset + p.count])
+                               for slot, p in enumerate(self.populations)], 1)
+        return self._shape(dense), factors
+
+    def _shape(self, d: torch.Tensor) -> torch.Tensor:
+        """Saturation then bias, per afferent (the kernel's order and maths)."""
+        from sensoryforge.core.noise import saturate
+
+        return saturate(d, self.loop["saturation"]) + self.loop["bias"]
+
+    def noise(self, seeds: Sequence[int]) -> torch.Tensor:
+        """Standard normal numbers [T+1, B, N] of the trials' seeds (shaped into input noise by
+        the spiking loop): the kernel's counter-based numbers, on this device."""
+        from sensoryforge.core.noise import normals
+
+        return normals(list(seeds), self.steps, *self.noise_index).to(self.dtype)
 
     def run(self, stimuli: list[Stimulus], seeds: list[int], intermediates: bool = False) -> BatchResult:
         """Simulate a batch: one noise seed per stimulus. Spikes come back as [B, T, N]."""
-        B, T, N = len(stimuli), self.steps, self.n_total
+        inputs = [self.linear_drive(stim) for stim in stimuli]
+        if self.fused:
+            spikes, drive, volts = self._run_fused(inputs, seeds, intermediates)
+        else:
+            spikes, drive, volts = self._run_torch(inputs, seeds, intermediates)
+        res = BatchResult(spikes=self.split(spikes))
+        if intermediates:
+            res.drive = self.split(drive)
+            res.voltage = self.split(volts)
+            res.factors = [f for *_, f in inputs]
+        return res
+
+    def _run_fused(self, inputs, seeds, intermediates):
+        from sensoryforge.core import kernel
+        from sensoryforge.core.noise import key_words
+
+        B, T, N, P = len(inputs), self.steps, self.n_total, len(self.populations)
+        course = np.zeros((B, T, P), np.float32)
+        coef = np.zeros((B, N), np.float32)
+        dense_of = np.full(B, -1, np.int64)
+        dense = [d for _, _, d, _ in inputs if d is not None]
+        dense_arr = np.empty((len(dense), T, N), np.float32)
+        for b, (c, k, d, _) in enumerate(inputs):
+            if d is None:
+                course[b], coef[b] = c.numpy(), k.numpy()
+            else:
+                dense_of[b] = int((dense_of >= 0).sum())
+                dense_arr[dense_of[b]] = d.numpy()
+        keys = np.array([key_words(s) for s in seeds], dtype=np.uint32).reshape(B, 2)
+        spikes = np.empty((B, T, N), np.bool_)
+        shape = (B, T, N) if intermediates else (0, 0, 0)
+        drive, volts = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        k = self.kernel_inputs
+        kernel.run(k["blocks"], np.float32(self.dt), course, coef, dense_arr, dense_of, k["common"],
+                   k["params"], k["init"], k["afferent"], k["population"], keys, spikes, drive, volts,
+                   bool(intermediates))
+        as_t = torch.from_numpy
+        return as_t(spikes), (as_t(drive) if intermediates else None), (as_t(volts) if intermediates else None)
+
+    def _run_torch(self, inputs, seeds, intermediates):
+        from sensoryforge.core import kernel
+
+        B, T, N = len(inputs), self.steps, self.n_total
         opts = dict(device=self.device, dtype=self.dtype)
-        current = torch.empty(T, B, N, **opts)  # each model's current unit
-        noise = torch.empty(T + 1, B, N, **opts) if self.has_noise else None
-        drives, factors = [], []
-        for b, (stim, seed) in enumerate(zip(stimuli, seeds)):
-            d, f = self.drive(stim)
-            torch.mul(d, self.scale, out=current[:, b])
-            if noise is not None:
-                noise[:, b] = self.noise(seed)
-            if intermediates:
-                drives.append(d)
-                factors.append(f)
+        drive = torch.empty(T, B, N, **opts)
+        for b, (c, k, d, _) in enumerate(inputs):
+            if d is None:
+                d = torch.cat([torch.outer(c[:, slot], k[p.offset : p.offset + p.count])
+                               for slot, p in enumerate(self.populations)], 1)
+            drive[:, b] = self._shape(d)
+        current = drive * self.loop["scale"]
+        noise = self.noise(seeds) if self.has_noise else None
         spikes = torch.empty(T, B, N, dtype=torch.bool, device=self.device)
         volts = torch.empty(T, B, N, **opts) if intermediates else None
-        for model, cols, extras in self.groups:
-            lo, hi = cols
+        for model, (lo, hi) in self.groups:
             s, v = model.run(
                 current[..., lo:hi],
                 noise[..., lo:hi] if noise is not None else None,
+                # the float64 rows: cast where the kernel casts them (its kick from the same decay)
+                *(self.common[kernel.COMMON.index(k), lo:hi].to(self.device) for k in ("noise_sd", "noise_decay")),
+                self.common[kernel.COMMON.index("refractory"), lo:hi].round().long(),
+                noise_scaling=self.common[kernel.COMMON.index("noise_scaling"), lo:hi].to(self.device),
                 record_voltage=intermediates,
-                **extras,
             )
             spikes[..., lo:hi] = s
             if volts is not None:
                 volts[..., lo:hi] = v
-        res = BatchResult(spikes=self.split(spikes.transpose(0, 1)))
-        if intermediates:
-            res.drive = self.split(torch.stack(drives))
-            res.voltage = self.split(volts.transpose(0, 1))
-            res.factors = factors
-        return res
+        t = lambda x: None if x is None else x.transpose(0, 1)  # noqa: E731
+        return t(spikes), t(drive) if intermediates else None, t(volts)
 
     def split(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {p.name: x[..., p.offset : p.offset + p.count] for p in self.populations}
