@@ -81,7 +81,8 @@ class SpikingModel:
         spikes = torch.empty(T, B, N, dtype=torch.bool, device=current.device)
         volts = torch.empty_like(current) if record_voltage else None
         decay = noise_decay.to(**opts)
-        kick = torch.sqrt(1 - noise_decay.double() ** 2).to(**opts)
+        # from the float64 decay on the CPU, as the kernel's row (and MPS has no float64)
+        kick = torch.sqrt(1 - noise_decay.detach().cpu().double() ** 2).to(**opts)
         sd0 = noise_sd.to(**opts)
         sdk = torch.zeros_like(sd0) if noise_scaling is None else noise_scaling.to(**opts)
         refr = refractory_steps.to(device=current.device, dtype=torch.int32)

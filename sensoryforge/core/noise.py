@@ -49,6 +49,8 @@ def philox(c0, c1, c2, c3, k0, k1):
 def sqrt32(x: torch.Tensor) -> torch.Tensor:
     """Correctly rounded float32 square root (torch's own float32 sqrt on the CPU can be one unit
     in the last place off; through float64 it is exact, as the kernel's)."""
+    if x.device.type == "mps":  # no float64 there: its own float32 root (documented difference)
+        return torch.sqrt(x)
     return torch.sqrt(x.double()).float()
 
 
