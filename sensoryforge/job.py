@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from sensoryforge.config import build_stimulus, result_config, to_stimulus
 from sensoryforge.core import outcomes
-from sensoryforge.core.response import encode
+from sensoryforge.core.response import encode_batch
 from sensoryforge.core.simulator import Simulator, noise_seed
 from sensoryforge.core.stimuli import Stimulus
 from sensoryforge.dataset.jobs import JOB_FILE, write_arrays, write_record
@@ -48,16 +48,64 @@ def spec_from_config(cfg: DictConfig, sid: str, point: dict) -> StimSpec:
     return StimSpec(sid, to_stimulus(cfg.stimulus), int(cfg.seed), int(cfg.repetition), point)
 
 
-def spec_from_plan(cfg: DictConfig, entry: dict) -> StimSpec:
+def spec_from_plan(cfg: DictConfig, entry: dict, base: StimSpec | None = None) -> StimSpec:
     """A stimulus of a chunk, from its entry in the sweep's plan (its own values on the job's
-    config)."""
+    config). `base`: the job's own stimulus and seeds (spec_from_config), built once for all the
+    chunk's stimuli, so each is its values on a copy of it (no config merge per stimulus)."""
     v = entry["values"]
-    return StimSpec(entry["id"], build_stimulus(cfg.stimulus, v), int(v.get("seed", cfg.seed)),
-                    int(v.get("repetition", cfg.repetition)), entry["point"], entry["fingerprint"])
+    base = base or spec_from_config(cfg, entry["id"], {})
+    return StimSpec(entry["id"], build_stimulus(base.stimulus, v), int(v.get("seed", base.seed)),
+                    int(v.get("repetition", base.repetition)), entry["point"], entry["fingerprint"])
 
 
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
+
+
+class Arrays:
+    """What a job keeps of its batches as the simulator returns them (spikes in the codec of
+    core.response, outcome series, intermediates when kept, and each stimulus' counts and
+    measures), and writes at its end (dataset/jobs.py write_arrays)."""
+
+    def __init__(self, keep: bool):
+        self.keep = keep
+        self.spikes: dict[str, np.ndarray] = {}
+        self.series: dict[str, np.ndarray] = {}
+        self.intermediates: dict[str, np.ndarray] = {}
+
+    def add(self, ids: list[str], res, times, ser: dict, meas: dict) -> list[dict]:
+        """One simulated batch (`res` of Simulator.run; outcomes.compute's times, series and
+        measures of it). Returns each stimulus' record entries: spike_counts, measures. Nothing is
+        kept when it raises (the batch is then retried stimulus by stimulus)."""
+        # one pass over each population's [B, T, N] rasters, and one conversion per tensor: the
+        # per-stimulus torch calls (nonzero, float of a 0-d tensor) cost more than the data
+        flats = {pop: encode_batch(x) for pop, x in res.spikes.items()}
+        series = {name: v.cpu().numpy() for name, v in ser.items()}
+        measures = {k: v.tolist() for k, v in meas.items()}
+        spikes, named, inter, out = {}, {"times": times.numpy()}, {}, []
+        for b, sid in enumerate(ids):
+            for pop, f in flats.items():
+                spikes[f"{sid}/{pop}"] = f[b]
+            for name, v in series.items():
+                named[f"{sid}/{name}"] = v[b]
+            if self.keep:
+                for pop in res.drive:
+                    inter[f"{sid}/{pop}_drive"] = res.drive[pop][b].cpu().numpy()
+                    inter[f"{sid}/{pop}_voltage"] = res.voltage[pop][b].cpu().numpy()
+                spatial, temporal = res.factors[b]
+                inter[f"{sid}/stimulus_spatial"] = spatial.cpu().numpy()
+                inter[f"{sid}/stimulus_temporal"] = temporal.cpu().numpy()
+            out.append({"spike_counts": {pop: int(f[b].size) for pop, f in flats.items()},
+                        "measures": {k: _finite(v[b]) for k, v in measures.items()}})
+        self.spikes.update(spikes)
+        self.series.update(named)
+        self.intermediates.update(inter)
+        return out
+
+    def write(self, out_dir: Path) -> dict[str, str]:
+        """The job's npz files; returns job.json's `files` entry."""
+        return write_arrays(out_dir, {"spikes": self.spikes, "series": self.series,
+                                      "intermediates": self.intermediates if self.keep else None})
 
 
 def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
@@ -71,9 +119,7 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
     keep = bool(pipeline.save_intermediates)
     fail = set(cfg.fail_stimuli)
 
-    spikes_out: dict[str, np.ndarray] = {}
-    series_out: dict[str, np.ndarray] = {}
-    inter_out: dict[str, np.ndarray] = {}
+    arrays = Arrays(keep)
     records: dict[str, dict] = {}
 
     def simulate(group: list[StimSpec]) -> None:
@@ -82,26 +128,8 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
                 raise RuntimeError(f"{s.id}: failure injected on purpose (fail_stimuli)")
         res = sim.run([s.stimulus for s in group], [s.noise_seed for s in group], intermediates=keep)
         times, ser, meas = outcomes.compute(res.spikes, cfg.outcome, sim.dt)
-        series_out["times"] = times.numpy()
-        for b, s in enumerate(group):
-            counts = {}
-            for pop, x in res.spikes.items():
-                flat = spikes_out[f"{s.id}/{pop}"] = encode(x[b])
-                counts[pop] = int(flat.size)
-            for name, v in ser.items():
-                series_out[f"{s.id}/{name}"] = v[b].numpy()
-            if keep:
-                for pop in res.drive:
-                    inter_out[f"{s.id}/{pop}_drive"] = res.drive[pop][b].cpu().numpy()
-                    inter_out[f"{s.id}/{pop}_voltage"] = res.voltage[pop][b].cpu().numpy()
-                spatial, temporal = res.factors[b]
-                inter_out[f"{s.id}/stimulus_spatial"] = spatial.cpu().numpy()
-                inter_out[f"{s.id}/stimulus_temporal"] = temporal.cpu().numpy()
-            records[s.id].update(
-                status="ok",
-                spike_counts=counts,
-                measures={k: _finite(float(v[b])) for k, v in meas.items()},
-            )
+        for s, entries in zip(group, arrays.add([s.id for s in group], res, times, ser, meas)):
+            records[s.id].update(status="ok", **entries)
 
     for s in specs:
         records[s.id] = {
@@ -133,8 +161,7 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
                         log.error("%s failed: %s", s.id, records[s.id]["error"])
 
     t_simulated = time.perf_counter()
-    files = write_arrays(out_dir, {"spikes": spikes_out, "series": series_out,
-                                   "intermediates": inter_out if keep else None})
+    files = arrays.write(out_dir)
     return write_record(out_dir, {
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "host": socket.gethostname(),

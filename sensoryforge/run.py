@@ -3,6 +3,9 @@ of another sweeper such as Optuna) or a chunk of SensoryForge's sweeper (read fr
 
 `main()` checks the command line before Hydra starts (cli/preflight.py: bad input stops with one
 line, a non-zero exit and no output folder), then hands over to Hydra.
+
+What only a simulating job needs (torch, the job and plan code) is imported inside `task`, so
+`--help`, `--cfg job` and dry runs start without torch.
 """
 
 from __future__ import annotations
@@ -20,14 +23,8 @@ from omegaconf import DictConfig
 from sensoryforge.cli.preflight import preflight
 from sensoryforge.config import CONF_DIR, check
 from sensoryforge.core.params import ConfigError
-from sensoryforge.core.response import Response
 from sensoryforge.core.schema import SWITCHES
 from sensoryforge.core.text import closed_pipe_exit
-from sensoryforge.dataset.files import DiskFull
-from sensoryforge.job import run, spec_from_config, spec_from_plan
-from sensoryforge.sweep import progress
-from sensoryforge.sweep.launchers import configure_threads
-from sensoryforge.sweep.plan import chunk_entries, load_plan, parse_overrides
 
 log = logging.getLogger("sensoryforge")
 
@@ -44,11 +41,18 @@ def task(cfg: DictConfig) -> float:
         from sensoryforge.physiology.calibration import objective
 
         return objective(cfg, out)
+    from sensoryforge.dataset.files import DiskFull
+    from sensoryforge.dataset.jobs import read_plan
+    from sensoryforge.job import run, spec_from_config, spec_from_plan
+    from sensoryforge.sweep import progress
+    from sensoryforge.sweep.launchers import configure_threads
+
     configure_threads(cfg.pipeline.threads)
     if cfg.chunk:
         sweep_dir = Path(hc.sweep.dir)
-        plan = load_plan(sweep_dir)
-        specs = [spec_from_plan(cfg, e) for e in chunk_entries(plan, cfg.chunk)]
+        plan = read_plan(sweep_dir)
+        base = spec_from_config(cfg, "", {})  # the job's own stimulus and seeds, built once
+        specs = [spec_from_plan(cfg, e, base) for e in plan.entries(cfg.chunk)]
     else:
         sid = f"stim_{hc.job.num:04d}" if hc.mode == RunMode.MULTIRUN else "stim_0000"
         specs = [spec_from_config(cfg, sid, point_of(hc.overrides.task))]
@@ -76,6 +80,8 @@ def task(cfg: DictConfig) -> float:
 
 def point_of(task_overrides) -> dict:
     """A single run's overrides as its sweep point: key -> value (parsed)."""
+    from sensoryforge.sweep.plan import parse_overrides
+
     overrides = parse_overrides([str(o) for o in task_overrides])
     return {o.key_or_group: o.value() for o in overrides if not o.is_hydra_override() and o.key_or_group not in SWITCHES}
 
@@ -84,6 +90,8 @@ def summary(job: dict, out: Path) -> str:
     """What a single run prints: the stimulus, its seeds, and per population its afferents,
     spikes, mean and highest rate."""
     import numpy as np
+
+    from sensoryforge.core.response import Response
 
     s = job["stimuli"][0]
     params = " ".join(f"{k}={v}" for k, v in s["params"].items())

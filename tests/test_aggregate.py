@@ -55,7 +55,7 @@ def test_hdf5_has_the_design_layout_and_the_job_folders_spikes(sweep):
     spikes = job_spikes(sweep)
     assert len(spikes) == 12 and len(list(sweep.glob("stim_*/job.json"))) == 3
     with h5py.File(sweep / "results.h5", "r") as f:
-        assert set(f) == {"metadata", "grid", "stimuli", "responses"}
+        assert set(f) == {"metadata", "grid", "stimuli", "responses", "stimuli_table"}
         m = f["metadata"].attrs
         assert m["batch_id"] == "grid" and m["num_stimuli"] == 12
         cfg = json.loads(m["config"])
@@ -77,7 +77,41 @@ def test_hdf5_has_the_design_layout_and_the_job_folders_spikes(sweep):
                 assert d.shape == (T, n) and d.dtype == bool
                 assert d.compression == "gzip"
                 np.testing.assert_array_equal(d[()], spikes[sid][pop])
+        # the columnar twin of stimuli/: a row per stimulus, a column per attribute
+        table = f["stimuli_table"][()]
+        assert [x.decode() for x in table["stimulus_id"]] == ids
+        for row in table:
+            attrs = f["stimuli"][row["stimulus_id"].decode()].attrs
+            assert set(table.dtype.names) == {"stimulus_id", *attrs}
+            for k in attrs:
+                v = row[k].decode() if isinstance(row[k], bytes) else row[k]
+                assert v == attrs[k] and np.asarray(v).dtype.kind == np.asarray(attrs[k]).dtype.kind, k
     assert sum(s["sa"].sum() + s["ra"].sum() for s in spikes.values()) > 0  # not a vacuous comparison
+
+
+def test_ragged_layout_holds_the_same_spikes(sweep, tmp_path):
+    from sensoryforge.dataset.torch_datasets import H5SpikeDataset
+
+    spikes = job_spikes(sweep)
+    meta = aggregate([sweep], tmp_path, fmt="hdf5", plots=False, layout="ragged")
+    assert meta["num_stimuli"] == 12
+    with h5py.File(tmp_path / "results.h5", "r") as f, h5py.File(sweep / "results.h5", "r") as g:
+        assert set(f) == {"metadata", "grid", "spikes", "stimuli_table"} and f["metadata"].attrs["layout"] == "ragged"
+        np.testing.assert_array_equal(f["stimuli_table"][()], g["stimuli_table"][()])
+        ids = [x.decode() for x in f["stimuli_table"]["stimulus_id"]]
+        steps = f["spikes/steps"][()]
+        assert list(steps) == [T] * 12
+        for pop, n in COUNTS.items():
+            index, offsets = f[f"spikes/{pop}/index"][()], f[f"spikes/{pop}/offsets"][()]
+            assert offsets[0] == 0 and offsets[-1] == index.size and list(f[f"spikes/{pop}/afferents"]) == [n] * 12
+            for i, sid in enumerate(ids):
+                np.testing.assert_array_equal(decode(index[offsets[i]:offsets[i + 1]], T, n), spikes[sid][pop])
+    # the lazy dataset reads either layout alike
+    a, b = H5SpikeDataset(sweep / "results.h5"), H5SpikeDataset(tmp_path / "results.h5")
+    assert a.ids == b.ids and a.params == b.params and a.label_keys == b.label_keys
+    for i in range(len(a)):
+        for pop in COUNTS:
+            assert torch.equal(a[i]["spikes"][pop], b[i]["spikes"][pop])
 
 
 def test_results_pt_loads_with_plain_torch_load_and_matches(sweep):
@@ -303,6 +337,24 @@ def test_mixed_batch_keeps_each_types_parameters_and_the_intermediates(tmp_path)
             np.testing.assert_array_equal(r13[f"{pop}_voltage"][()], inter[f"stim_0013/{pop}_voltage"])
         assert r13["stimulus_spatial"].shape == (1, 40, 40) and r13["stimulus_temporal"].shape == (T, 1)
         assert r13["sa_drive"].attrs["unit"] == "rheobase units" and r13["stimulus_spatial"].attrs["unit"] == "kPa"
+        table = f["stimuli_table"][()]  # what a type lacks: NaN in a number column
+        assert np.isnan(table["frequency"][3]) and table["frequency"][13] == 0.5
+        assert table["wavelength"][13] == b"null" and table["type"][3] == b"gaussian"
+    # the ragged layout: the same parameters (from stimuli_table) and intermediates
+    from sensoryforge.dataset.torch_datasets import H5SpikeDataset
+
+    aggregate([out], tmp_path / "ragged", fmt="hdf5", plots=False, layout="ragged")
+    a, b = (H5SpikeDataset(p / "results.h5", intermediates=True) for p in (out, tmp_path / "ragged"))
+    assert a.ids == b.ids and a.params == b.params and b.params[20]["wavelength"] is None
+    from sensoryforge.dataset.torch_datasets import _py
+
+    with h5py.File(out / "results.h5") as f:  # the table says what the attributes say
+        assert a.params == [{k: _py(v) for k, v in f["stimuli"][sid].attrs.items()} for sid in a.ids]
+    for i in (3, 13):
+        x, y = a[i], b[i]
+        assert all(torch.equal(x["spikes"][p], y["spikes"][p]) for p in COUNTS)
+        assert sorted(x["intermediates"]) == sorted(y["intermediates"])
+        assert all(torch.equal(x["intermediates"][k], y["intermediates"][k]) for k in x["intermediates"])
     data = torch.load(out / "results.pt")
     e = data["results"][13]
     assert e["stimulus_config"]["type"] == "gabor" and e["stimulus_config"]["frequency"] == 0.5

@@ -281,3 +281,65 @@ def test_problem_lines_and_compact_ids():
     assert compact_ids([f"stim_{i:04d}" for i in range(0, 20, 2)]) == \
         "stim_0000, stim_0002, stim_0004, ..., stim_0016, stim_0018"
     assert compact_ids(["12-00-00", "stim_0001"]) == "stim_0001, 12-00-00"
+
+
+# -- the npz writer and reader of job folders (dataset/files.py) ----------------------------------
+
+
+def test_npz_files_round_trip_with_numpy_both_ways(tmp_path):
+    from sensoryforge.dataset.files import Npz, write_npz
+
+    arrays = {"stim_0000/sa": np.arange(10, dtype=np.int32), "times": np.linspace(0, 1, 5),
+              "empty": np.zeros(0, np.int32), "m": np.ones((3, 4), np.float32), "b": np.array([True, False]),
+              "scalar": np.array(3.5), "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              "text": np.array(["ab", "c"])}
+    for level in (0, 1):
+        write_npz(tmp_path / "a.npz", arrays, level)
+        with np.load(tmp_path / "a.npz") as z:  # numpy reads what the writer wrote
+            assert z.files == list(arrays)
+            for k, v in arrays.items():
+                assert z[k].dtype == v.dtype and z[k].shape == v.shape and np.array_equal(z[k], v), k
+        np.savez_compressed(tmp_path / "b.npz", **arrays)  # and the reader what numpy wrote
+        for name in ("a.npz", "b.npz"):
+            z = Npz(tmp_path / name)
+            z.check()
+            assert z.files == list(arrays)
+            for k, v in arrays.items():
+                assert z[k].dtype == v.dtype and z[k].shape == v.shape and np.array_equal(z[k], v), k
+    write_npz(tmp_path / "c.npz", {"x": np.arange(4)})
+    write_npz(tmp_path / "d.npz", {"x": np.arange(4)})
+    assert (tmp_path / "c.npz").read_bytes() == (tmp_path / "d.npz").read_bytes()  # no time stamps
+
+
+def test_npz_damage_is_always_an_npz_error(tmp_path):
+    from sensoryforge.dataset.files import Npz, NpzError, write_npz
+
+    rng = np.random.default_rng(0)
+    arrays = {f"stim_{i:04d}/{p}": np.unique(rng.integers(0, 10**5, 50)).astype(np.int32)
+              for i in range(4) for p in ("sa", "ra")}
+    r = random.Random(1)
+    found = 0
+    for level in (0, 1):
+        write_npz(tmp_path / "a.npz", arrays, level)
+        data = (tmp_path / "a.npz").read_bytes()
+        for trial in range(400):
+            d = bytearray(data)
+            if trial % 3 == 0:
+                d = d[: r.randrange(len(d))]
+            else:
+                at, n = r.randrange(len(d)), r.randint(1, 16)
+                d[at : at + n] = bytes(b ^ 0xFF for b in d[at : at + n])
+            (tmp_path / "d.npz").write_bytes(bytes(d))
+            try:
+                z = Npz(tmp_path / "d.npz")
+                z.check()
+                for k in z.files:
+                    z[k]
+            except NpzError:
+                found += 1
+    assert found > 600  # the rest flipped bytes that nothing reads (dates, versions)
+    with pytest.raises(NpzError, match="missing"):
+        Npz(tmp_path / "nope.npz")
+    (tmp_path / "e.npz").write_bytes(b"")
+    with pytest.raises(NpzError, match="empty file"):
+        Npz(tmp_path / "e.npz")

@@ -19,6 +19,7 @@ from dataset_equal import assert_same_dataset
 from sensoryforge.cli.preflight import preflight
 from sensoryforge.core.params import ConfigError
 from sensoryforge.dataset.files import atomic, is_disk_full
+from sensoryforge.dataset.jobs import read_plan
 from sensoryforge.sweep.lock import LOCK_FILE
 
 from conftest import ROOT, TINY, cli_env, run_cli
@@ -171,9 +172,9 @@ def test_fail_stimuli_never_enters_the_plan_points_or_tables(cli, tmp_path):
     grid = [*TINY, "stimulus.amplitude=10,20", "repetition=range(2)"]
     r = cli("-m", *grid, "fail_stimuli=[stim_0001]", "hydra.sweep.dir=sw")
     assert r.returncode == 1 and "stim_0001" in r.stderr
-    plan = json.loads((tmp_path / "sw" / "sweep_plan.json").read_text())
-    assert plan["swept"] == ["stimulus.amplitude", "repetition"]
-    assert all("fail_stimuli" not in s["point"] for s in plan["stimuli"])
+    plan = read_plan(tmp_path / "sw")
+    assert plan.header["swept"] == ["stimulus.amplitude", "repetition"]
+    assert all("fail_stimuli" not in plan.point(i) for i in range(len(plan.ids)))
     assert cli("-m", *grid, "hydra.sweep.dir=sw").returncode == 0
     assert cli("-m", *grid, "hydra.sweep.dir=clean").returncode == 0
     assert_same_dataset(tmp_path / "sw" / "results.h5", tmp_path / "clean" / "results.h5")

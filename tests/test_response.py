@@ -86,3 +86,51 @@ def test_psth_is_the_outcome_rate_series_of_the_same_spikes(steps, bin_ms):
     np.testing.assert_allclose(rate, ser["sa_rate"][0].numpy(), rtol=1e-12)
     # the time-weighted mean of the series is the whole-response rate
     assert float(meas["sa_rate_mean"][0]) == pytest.approx(r.rate("sa").mean(), rel=1e-12)
+
+
+def test_a_batch_is_encoded_in_one_pass_as_each_raster_alone():
+    from sensoryforge.core.response import encode_batch
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.random((6, 40, 7)) < 0.05)
+    x[2] = False  # a stimulus without spikes
+    flats = encode_batch(x)
+    assert len(flats) == 6 and all(f.dtype == np.int32 for f in flats)
+    for raster, flat in zip(x, flats):
+        np.testing.assert_array_equal(flat, encode(raster.numpy()))
+    assert flats[2].size == 0 and encode_batch(torch.zeros(0, 4, 3, dtype=torch.bool)) == []
+    assert [f.size for f in encode_batch(torch.ones(2, 3, 0, dtype=torch.bool))] == [0, 0]
+
+
+def test_raster_chunks_are_standard_zlib_streams_of_the_raster():
+    """results.h5's spike chunks are built from the indices (dataset/hdf5.py): zlib must inflate
+    them to exactly the raster's bytes, whatever the spikes (none, all, at the edges, runs)."""
+    import zlib
+
+    from sensoryforge.dataset.hdf5 import deflate_chunks, raster_chunks
+
+    rng = np.random.default_rng(2)
+    cases = [np.zeros((30, 5), bool), np.ones((9, 4), bool), rng.random((4000, 196)) < 0.0002,
+             rng.random((50, 3)) < 0.5]
+    edge = np.zeros((20, 6), bool)
+    edge[0, 0] = edge[-1, -1] = True
+    edge[5:7] = True
+    cases.append(edge)
+    for raster in cases:
+        steps, n = raster.shape
+        rows, chunks = raster_chunks(encode(raster), steps, n)
+        sizes = [rows * n] * len(chunks)
+        starts = np.cumsum([0] + [p.size for _, p in chunks])
+        streams = deflate_chunks(sizes, np.concatenate([p for _, p in chunks] or [np.zeros(0, int)]), starts)
+        got = np.zeros((-(-steps // rows) * rows, n), np.uint8)  # chunks not written stay 0
+        for (row, _), s in zip(chunks, streams):
+            got[row : row + rows] = np.frombuffer(zlib.decompress(s), np.uint8).reshape(rows, n)
+        np.testing.assert_array_equal(got[:steps].astype(bool), raster)
+    # many chunks of random sizes in one call
+    sizes = rng.integers(1, 5000, 40)
+    ps = [np.unique(rng.integers(0, s, rng.integers(0, s // 3 + 1))) for s in sizes]
+    starts = np.cumsum([0] + [p.size for p in ps])
+    for s, p, z in zip(sizes, ps, deflate_chunks(sizes, np.concatenate(ps), starts)):
+        ref = np.zeros(s, np.uint8)
+        ref[p] = 1
+        assert zlib.decompress(z) == ref.tobytes()

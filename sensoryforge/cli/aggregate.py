@@ -12,6 +12,7 @@ from sensoryforge.core.params import ConfigError
 from sensoryforge.dataset.aggregate import FORMATS, aggregate, metadata, problem_lines
 from sensoryforge.dataset.collection import collect
 from sensoryforge.dataset.files import DiskFull
+from sensoryforge.dataset.hdf5 import LAYOUTS
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -28,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="sweep folders (or single-run folders)")
     p.add_argument("-o", "--out", type=Path, help="output folder (default: the only DIR; required with several)")
     p.add_argument("--format", choices=FORMATS, default="both", help="dataset files to write")
+    p.add_argument("--layout", choices=LAYOUTS, default="groups",
+                   help="results.h5: groups (per-stimulus groups, the documented layout) or ragged "
+                   "(one spike-index and one offsets array per population: much faster to write and read)")
     p.add_argument("--name", help="batch id (default: the folder's name)")
     p.add_argument("--no-intermediates", action="store_true", help="leave saved intermediates out of the datasets")
     p.add_argument("--no-plots", action="store_true", help="no sweep.png / heatmap.png")
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             meta = aggregate(
                 args.dirs, out, args.format, args.name, intermediates=not args.no_intermediates,
                 plots=not args.no_plots, measures=_csv_list(args.measures), keys=_csv_list(args.keys),
+                layout=args.layout,
             )
             n, k = meta["num_stimuli"], meta["num_failed"]
             print(f"{n} stimuli ({k} not in the dataset) -> {out}: " + ", ".join(meta["files"]))

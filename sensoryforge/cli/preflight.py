@@ -22,10 +22,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sensoryforge.config import check, compose_error, hydra_context
 from sensoryforge.core.params import ConfigError, unknown_key
-from sensoryforge.sweep.batchfile import load_batch_file, override_value
-from sensoryforge.sweep.estimate import check_output_folder, check_resources, single_dry_run
-from sensoryforge.sweep.launchers import check_launcher
-from sensoryforge.sweep.plan import check_chunking, is_group, parse_overrides
 
 _PASS_THROUGH = ("help", "hydra_help", "cfg", "info", "shell_completion", "config_path", "config_dir",
                  "config_name", "experimental_rerun")
@@ -61,6 +57,8 @@ def check_key(cfg: DictConfig, key: str) -> None:
 def batch_file_overrides(overrides: list[Override], argv: list[str]) -> list[str]:
     """A batch YAML in the older format is read and checked whole here (one line for anything
     wrong in it); the output folder it names becomes hydra.sweep.dir unless one is given."""
+    from sensoryforge.sweep.batchfile import load_batch_file, override_value
+
     files = [o for o in overrides if o.key_or_group == "batch_file" and not o.is_sweep_override()]
     if not files:
         return argv
@@ -86,6 +84,10 @@ def check_sweeps(overrides: list[Override], multirun: bool) -> None:
 
 def check_hydra(hydra: DictConfig, multirun: bool) -> None:
     """The output folder, and in a sweep the launcher's and sweeper's settings."""
+    from sensoryforge.sweep.estimate import check_output_folder
+    from sensoryforge.sweep.launchers import check_launcher
+    from sensoryforge.sweep.plan import check_chunking
+
     if not multirun:
         check_output_folder("hydra.run.dir", Path(str(hydra.run.dir)))
         return
@@ -99,7 +101,10 @@ def preflight(argv: list[str]) -> list[str] | None:
     """Checks the command line; returns it (maybe completed), or None if nothing is left to run."""
     args = get_args_parser().parse_args(argv)
     if any(getattr(args, k, None) for k in _PASS_THROUGH):
-        return argv
+        return argv  # Hydra's: nothing of the sweep machinery is imported for it (start-up time)
+    from sensoryforge.sweep.estimate import check_resources, single_dry_run
+    from sensoryforge.sweep.plan import is_group, parse_overrides
+
     overrides = parse_overrides(args.overrides)
     if not args.multirun and any(o.key_or_group == "batch_file" for o in overrides):
         # a batch file is a sweep: run it as one rather than the default simulation beside it
@@ -126,11 +131,16 @@ def preflight(argv: list[str]) -> list[str] | None:
             elif first_value(o):
                 values.append((o, first_value(o)))
         try:
-            base = compose("config", overrides=groups)
-            for o, _ in values:
-                if not o.is_hydra_override() and not o.is_add() and not o.is_force_add():
-                    check_key(base, o.key_or_group)
-            cfg = compose("config", overrides=groups + [v for _, v in values], return_hydra_config=True)
+            try:
+                cfg = compose("config", overrides=groups + [v for _, v in values], return_hydra_config=True)
+            except (HydraException, OmegaConfBaseException):
+                # what went wrong: an unknown key is named with its near match, before Hydra's
+                # message (composed only then: a composition costs a tenth of a second)
+                base = compose("config", overrides=groups)
+                for o, _ in values:
+                    if not o.is_hydra_override() and not o.is_add() and not o.is_force_add():
+                        check_key(base, o.key_or_group)
+                raise
         except (HydraException, OmegaConfBaseException) as e:
             raise compose_error(e) from None
         hydra = cfg.hydra

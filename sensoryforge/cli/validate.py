@@ -17,7 +17,6 @@ from pathlib import Path
 
 from sensoryforge.config import compose_error, load_config
 from sensoryforge.core.params import ConfigError
-from sensoryforge.physiology import QUICK, as_config, calibration_report, parse_checks, run_battery
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration", type=Path, metavar="SWEEP_DIR",
                    help="instead: summarise an experiment=calibrate sweep (start vs trials, calibration.png)")
     args = p.parse_args(argv)
+    # the battery (torch, plots) loads once the command line is read: --help needs none of it
+    from sensoryforge.physiology import (
+        QUICK,
+        as_config,
+        calibration_report,
+        parse_checks,
+        run_battery,
+    )
+
     if args.calibration is not None:
         try:
             calibration_report(args.calibration)

@@ -3,6 +3,7 @@ and their application by FFT to a stimulus' temporal factors."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -50,8 +51,9 @@ class FilterBank:
         """The spectrum of RESPONSES[kind] with time constant tau (ms) and further arguments."""
         key = (kind, tau, *args)
         if key not in self._cache:
-            h = torch.from_numpy(RESPONSES[kind](tau, self.dt, self.steps, *args)).to(self.fft_dtype)
-            self._cache[key] = torch.fft.rfft(h, n=self.nfft).to(self.device)
+            spectrum = _spectrum(kind, float(tau), self.dt, self.steps, self.nfft, self.fft_dtype,
+                                 args)
+            self._cache[key] = spectrum.to(self.device)
         return self._cache[key]
 
     def spectrum(self, temporal: torch.Tensor) -> torch.Tensor:
@@ -61,3 +63,11 @@ class FilterBank:
     def apply(self, spectrum: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
         """The filtered factors [T, K] from their spectra [K, F]."""
         return torch.fft.irfft(spectrum * transfer, n=self.nfft)[:, : self.steps].T.to(self.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _spectrum(kind: str, tau: float, dt: float, steps: int, nfft: int, dtype, args: tuple):
+    """A transfer function on the CPU, kept across filter banks: every patch built in a process
+    (a sweep's jobs, a test's simulators) shares the few it uses. Read-only to its users."""
+    h = torch.from_numpy(RESPONSES[kind](tau, dt, steps, *args)).to(dtype)
+    return torch.fft.rfft(h, n=nfft)

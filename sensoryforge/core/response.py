@@ -1,8 +1,9 @@
 """Spikes of one stimulus (`Response`), the one spike codec, and the counting that rates rest on.
 
 The codec: a population's [T, N] spike raster is stored as the sorted flat indices t * N + n of
-its spikes (int32 while T * N < 2^31). `encode` makes them, `decode` makes the raster again and
-`split` gives (time step, afferent) pairs without a raster. Job folders, datasets, plots and
+its spikes (int32 while T * N < 2^31). `encode` makes them (`encode_batch` for a [B, T, N] batch
+in one pass), `decode` makes the raster again and `split` gives (time step, afferent) pairs without
+a raster. Job folders, datasets, plots and
 summaries all go through these three.
 
 Rates: spikes per afferent per second over a window (`rate`), or in bins (`psth`); bins of k steps
@@ -21,15 +22,35 @@ import numpy as np
 # -- the codec ----------------------------------------------------------------------------------
 
 
+def _flat_nonzero(x: Any) -> np.ndarray:
+    """Flat indices of the nonzero elements of an array or tensor (int64 numpy)."""
+    if hasattr(x, "detach"):  # a torch tensor
+        if x.device.type != "cpu":  # on a GPU, find them there and copy only the indices
+            import torch
+
+            return torch.nonzero(x.reshape(-1)).reshape(-1).cpu().numpy()
+        x = x.detach().numpy()  # a view; numpy's nonzero is ~15x faster than torch's on CPU
+    return np.flatnonzero(x)
+
+
+def _index_dtype(size: int) -> type:
+    return np.int32 if size < 2**31 else np.int64
+
+
 def encode(raster: Any) -> np.ndarray:
     """Sorted flat indices t * N + n of the spikes of a [T, N] bool raster (numpy or torch)."""
-    if hasattr(raster, "detach"):  # a torch tensor, possibly on a GPU
-        import torch
+    return _flat_nonzero(raster).astype(_index_dtype(math.prod(raster.shape)))
 
-        flat = torch.nonzero(raster.reshape(-1)).reshape(-1).cpu().numpy()
-    else:
-        flat = np.flatnonzero(raster)
-    return flat.astype(np.int32 if math.prod(raster.shape) < 2**31 else np.int64)
+
+def encode_batch(rasters: Any) -> list[np.ndarray]:
+    """`encode` of each [T, N] raster of a [B, T, N] batch, in one pass over the batch."""
+    b, per = rasters.shape[0], math.prod(rasters.shape[1:])
+    if b == 0:
+        return []
+    flat = _flat_nonzero(rasters)
+    cuts = np.searchsorted(flat, np.arange(1, b) * per)
+    flat = flat - np.repeat(np.arange(b, dtype=np.int64) * per, np.diff(cuts, prepend=0, append=flat.size))
+    return np.split(flat.astype(_index_dtype(per)), cuts)
 
 
 def decode(flat: np.ndarray, steps: int, n: int) -> np.ndarray:

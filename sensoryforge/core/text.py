@@ -31,6 +31,17 @@ def fmt(x: Any, spec: str | None = None) -> str:
     return f"{x:.2e}"
 
 
+def written(value: Any) -> str:
+    """A typed override value as it is written on the command line (10, 0.5, true, null, [a,b])."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(written(v) for v in value) + "]"
+    return str(value)
+
+
 def clock(seconds: float) -> str:
     """m:ss or h:mm:ss."""
     seconds = int(round(seconds))

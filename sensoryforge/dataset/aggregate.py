@@ -27,6 +27,7 @@ aggregates the same anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -38,14 +39,16 @@ from sensoryforge.core.text import compact_ids
 from sensoryforge.dataset.collection import (
     REASONS,
     Collection,
+    Item,
     collect,
     flat_params,
     labels,
     point_keys,
 )
 from sensoryforge.dataset.files import write_json
-from sensoryforge.dataset.hdf5 import write_hdf5
-from sensoryforge.dataset.pytorch import PT_BYTES_PER_SPIKE, PT_WARN_MB, write_pytorch
+from sensoryforge.dataset.hdf5 import LAYOUTS, H5Writer
+from sensoryforge.dataset.jobs import NpzReader
+from sensoryforge.dataset.pytorch import PT_BYTES_PER_SPIKE, PT_WARN_MB, PtWriter
 
 DATASET_FORMAT = "sensoryforge-dataset/1"
 FORMATS = ("hdf5", "pytorch", "both")
@@ -109,47 +112,71 @@ def aggregate(
     measures: list[str] | None = None,
     keys: list[str] | None = None,
     log=None,
+    layout: str = "groups",
 ) -> dict:
     """Build the dataset, summaries and plots of `dirs` in `out`. Returns batch_metadata's dict.
 
     fmt: hdf5, pytorch or both. intermediates: copy saved intermediates into the datasets.
     plots: write sweep.png / heatmap.png. measures / keys: what the plots show (default: chosen).
-    log: a print-like function for messages (default: stderr).
+    log: a print-like function for messages (default: stderr). layout: results.h5's layout
+    (hdf5.LAYOUTS: groups, the documented one, or ragged).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt}: must be one of {', '.join(FORMATS)}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout={layout}: must be one of {', '.join(LAYOUTS)}")
     say = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     out = Path(out)
     col = collect([Path(d) for d in dirs])  # every folder checked: nothing is written before
+    timing = {"collect": time.perf_counter() - t0}
     for note in col.notes:
         say(note)
     items, swept = col.items, col.swept
     out.mkdir(parents=True, exist_ok=True)
     meta = metadata(col, name)
     files = ["stimulus_index.json"]
-    write_json(out / "stimulus_index.json", {it.id: flat_params(it, swept) for it in items})
-    if fmt in ("hdf5", "both"):
-        write_hdf5(out / "results.h5", items, swept, meta, intermediates)
-        files.append("results.h5")
+    with _timed(timing, "index"):
+        write_json(out / "stimulus_index.json", {it.id: flat_params(it, swept) for it in items})
+    from sensoryforge.dataset.tables import Consensus, group_keys, write_tables  # pandas, now
+
+    pt = None
     if fmt in ("pytorch", "both"):
         n_spikes = sum(sum(it.record.get("spike_counts", {}).values()) for it in items)
         pt_mb = PT_BYTES_PER_SPIKE * n_spikes / 2**20
         if pt_mb > PT_WARN_MB:
             say(f"results.pt: {n_spikes} spikes = {pt_mb:.0f} MB of sparse indices, held in memory while "
                 "it is written and when it is loaded; results.h5 (--format hdf5) streams instead")
-        meta["intermediates"] = write_pytorch(out / "results.pt", items, swept, meta, intermediates)
+        pt = PtWriter(out / "results.pt", items, swept, meta, intermediates)
+    consensus = Consensus(group_keys(items, swept))
+    if fmt in ("hdf5", "both"):
+        with _timed(timing, "hdf5"):
+            h5 = H5Writer(out / "results.h5", items, swept, meta, intermediates, layout)
+        try:
+            one_pass(items, [h5, pt], consensus, intermediates, timing)
+        except BaseException:
+            h5.__exit__(*sys.exc_info())  # no results.h5 (atomic): the error goes on
+            raise
+        with _timed(timing, "hdf5"):
+            h5.__exit__(None, None, None)
+        files.append("results.h5")
+    else:
+        one_pass(items, [pt], consensus, intermediates, timing)
+    if pt is not None:
+        with _timed(timing, "pytorch"):
+            meta["intermediates"] = pt.write()
+            del pt
+            release_memory()  # the sparse tensors are gone: give their heap back before the tables
         files.append("results.pt")
-        release_memory()  # the sparse tensors are gone: give their heap back before the tables
-    from sensoryforge.dataset.tables import write_tables  # pandas: imported when it is needed
-
-    tables = write_tables(out, items, swept)
+    with _timed(timing, "tables"):
+        tables = write_tables(out, items, swept, consensus)
     files += tables.files
     if plots and items:
         from sensoryforge.dataset.plots import sweep_plots  # matplotlib: imported when needed
 
         try:
-            written, notes = sweep_plots(out, tables, point_keys(swept), meta, measures, keys)
+            with _timed(timing, "plots"):
+                written, notes = sweep_plots(out, tables, point_keys(swept), meta, measures, keys)
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001 - a plot must not cost the dataset; said loudly
@@ -159,11 +186,54 @@ def aggregate(
             say(n)
     meta["files"] = files + ["batch_metadata.json"]
     meta["aggregation_runtime_s"] = round(time.perf_counter() - t0, 3)
+    # where the time went (s): collect (reading and checking the job folders), index
+    # (stimulus_index.json), read (the arrays, in the one pass), hdf5, pytorch, tables, plots
+    meta["aggregation_timing_s"] = {k: round(v, 4) for k, v in timing.items()}
     stale = [f for f in previous_files(out) if f not in meta["files"]]
     write_json(out / "batch_metadata.json", meta)
     for f in stale:  # an earlier aggregation's outputs that this one did not rewrite
         (out / f).unlink(missing_ok=True)
     return meta
+
+
+@contextlib.contextmanager
+def _timed(timing: dict, part: str):
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timing[part] = timing.get(part, 0.0) + time.perf_counter() - t
+
+
+GROUP = 256  # stimuli handed to the writers at a time: one job's, at most this many
+
+
+def one_pass(items: list[Item], writers: list, consensus, intermediates: bool, timing: dict) -> None:
+    """The one read of the job folders' arrays: each job's spike indices, series and (when a
+    writer copies them) intermediates go to every writer and to the consensus table."""
+    writers = [w for w in writers if w is not None]
+    spikes, series, inter = NpzReader("spikes"), NpzReader("series"), NpzReader("intermediates")
+    try:
+        start = 0
+        while start < len(items):
+            stop = start + 1
+            while stop < len(items) and stop - start < GROUP and items[stop].job_dir == items[start].job_dir:
+                stop += 1
+            group = items[start:stop]
+            start = stop
+            with _timed(timing, "read"):
+                entries = [(it, {p: spikes.flat(it, p) for p in POPULATIONS}) for it in group]
+                z = inter(group[0]) if intermediates and "intermediates" in group[0].job["files"] else None
+            for w in writers:
+                with _timed(timing, w.part):
+                    w.add(entries, z)
+            with _timed(timing, "tables"):
+                for it in group:
+                    consensus.add(it, series)
+    finally:
+        spikes.close()
+        series.close()
+        inter.close()
 
 
 def previous_files(out: Path) -> list[str]:

@@ -22,9 +22,8 @@ the sweep's plan (sweep_plan.json: its chunk folder -> ids), else from the folde
 from __future__ import annotations
 
 import json
+import math
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,19 @@ import numpy as np
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.response import decode
 from sensoryforge.core.schema import POPULATIONS
-from sensoryforge.dataset.files import write_json, write_npz
+from sensoryforge.dataset.files import Npz, NpzError, write_json, write_npz
 
 JOB_FILE = "job.json"
-PLAN_FILE = "sweep_plan.json"  # the sweep's plan (sweep/plan.py writes it): which ids each chunk holds
+PLAN_FILE = "sweep_plan.json"  # the sweep's plan (sweep/plan.py writes it): its stimuli and chunks
+PLAN_FORMAT = "sensoryforge-plan/2"  # 1: every stimulus listed in PLAN_FILE (still read)
+PLAN_FINGERPRINTS = "sweep_plan.fingerprints"  # format 2: each stimulus' fingerprint, in id order
+_FP_BYTES = 8  # per stimulus: the first 8 bytes of its sha1 (a fingerprint is their 16 hex digits)
 FORMAT = "sensoryforge-job/1"
 ARRAY_FILES = {"spikes": "spikes.npz", "series": "series.npz", "intermediates": "intermediates.npz"}
+# (zlib level, smallest array deflated) per file (files.write_npz), by measurement on default
+# sweeps: deflate costs ~25 us per array, a dozen arrays per stimulus; the float series gain 4x
+# however short, spike indices 20% when a few hundred per stimulus, 45% from a thousand on
+LEVELS = {"spikes": (1, 4096), "series": (1, 0), "intermediates": (1, 0)}
 
 
 def write_arrays(out_dir: Path, arrays: dict[str, dict[str, np.ndarray] | None]) -> dict[str, str]:
@@ -48,7 +54,7 @@ def write_arrays(out_dir: Path, arrays: dict[str, dict[str, np.ndarray] | None])
     files = {}
     for kind, named in arrays.items():
         if named is not None:
-            write_npz(out_dir / ARRAY_FILES[kind], named)
+            write_npz(out_dir / ARRAY_FILES[kind], named, *LEVELS[kind])
             files[kind] = ARRAY_FILES[kind]
     return files
 
@@ -145,23 +151,16 @@ def _record_problem(rec: dict) -> str | None:
 
 
 def npz_names(path: Path) -> set[str]:
-    """The array names of an intact npz file (every member read and its CRC checked); Damaged if
-    it is missing, not a zip file or corrupt."""
+    """The array names of an intact npz file (every member read and its CRC checked, from one read
+    of the file: files.Npz); Damaged if it is missing, not a zip file or corrupt."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-            names = zf.namelist()
-    except FileNotFoundError:
-        raise Damaged("missing (deleted?)") from None
-    except zipfile.BadZipFile:
-        empty = path.is_file() and path.stat().st_size == 0
-        raise Damaged("empty file" if empty else "not a zip file (truncated?)") from None
-    except Exception as e:  # noqa: BLE001 - a damaged file can fail in any decompressor: that is the finding
-        kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__
-        raise Damaged(f"corrupt ({kind}: {e})") from None
-    if bad is not None:
-        raise Damaged(f"member {bad} fails its CRC check (corrupt)")
-    return {n[:-4] for n in names if n.endswith(".npy")}
+        z = Npz(path)
+        z.check()
+    except NpzError as e:
+        raise Damaged(str(e)) from None
+    names = set(z.files)
+    z.close()
+    return names
 
 
 def _needed(kind: str, job: dict, sid: str) -> list[str]:
@@ -207,22 +206,161 @@ def job_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob(f"*/{JOB_FILE}"))
 
 
-@dataclass
 class Plan:
-    """What the sweep's plan says, read defensively: the planned ids in order and the latest run's
-    chunk folder -> its ids. ids is None when there is no usable plan; `note` says why."""
+    """The sweep's plan (sweep/plan.py writes it), read defensively: the planned ids in order, the
+    latest run's chunk folder -> its ids, and for a job the entries of its chunk (id, per-stimulus
+    values, sweep point, fingerprint). `ids` is None when there is no usable plan; `note` says why.
 
-    ids: list[str] | None
-    chunks: dict[str, list[str]]
-    note: str = ""
+    Format 2 stores nothing per stimulus in PLAN_FILE: the sweep's blocks of axes (a key, its role
+    and its values, in Hydra's order, the last axis varying fastest) number the stimuli, a chunk is
+    ranges of those numbers, and the fingerprints are PLAN_FINGERPRINTS (_FP_BYTES per stimulus, in
+    id order). So a job reads the header and its own slice, whatever the size of the sweep. Axis
+    roles: "stimulus" (a per-stimulus value and part of the point), "job" (composed into the job's
+    config; part of the point), "switch" (composed, no part of the point), "skip" (neither).
+    Format 1 listed every stimulus."""
+
+    def __init__(self, ids: list[str] | None, chunks: dict[str, list[str]] | None = None, note: str = "",
+                 entries: dict[str, dict] | None = None):
+        """A plan that lists its stimuli (format 1), or none (ids None, `note` says why)."""
+        self._ids, self._chunks, self.note = ids, chunks or {}, note
+        self._entries = entries or {}  # format 1: id -> its entry
+        self._ranges: dict[str, list[list[int]]] | None = None  # format 2: chunk -> [start, stop)s
+        self.header: dict = {}
+        self.started = 0.0
+        self.root: Path | None = None
+        self._fingerprints: bytes | None = None
+
+    @classmethod
+    def numbered(cls, header: dict, root: Path | None = None, fingerprints: bytes | None = None) -> Plan:
+        """A format-2 plan from its header (as in PLAN_FILE); the fingerprints from `fingerprints`,
+        else from root's PLAN_FINGERPRINTS when a chunk's entries are asked for."""
+        plan = cls(None)
+        plan.header, plan.root, plan._fingerprints = header, root, fingerprints
+        plan.started = header.get("started", 0.0)
+        plan._n, plan._width = header["n_stimuli"], header["width"]
+        plan._ranges = header.get("chunks") or {}
+        plan._starts, start = [], 0
+        for block in header.get("blocks") or []:
+            plan._starts.append(start)
+            start += math.prod(len(a["values"]) for a in block["axes"])
+        return plan
+
+    @property
+    def _numbered(self) -> bool:
+        return self._ranges is not None
+
+    @property
+    def ids(self) -> list[str] | None:
+        if self._ids is None and self._numbered:
+            self._ids = [self.id(i) for i in range(self._n)]
+        return self._ids
+
+    @property
+    def chunks(self) -> dict[str, list[str]]:
+        if self._numbered and not self._chunks:
+            self._chunks = {name: [self.id(i) for lo, hi in rs for i in range(lo, hi)]
+                            for name, rs in self._ranges.items()}
+        return self._chunks
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self._ranges if self._numbered else self._chunks)
+
+    def id(self, i: int) -> str:
+        return f"stim_{i:0{self._width}d}"
+
+    def _axes(self, i: int) -> list[tuple[dict, int]]:
+        """(axis, index of its value) for stimulus number i of a format-2 plan."""
+        from bisect import bisect_right
+
+        b = bisect_right(self._starts, i) - 1
+        rest, out = i - self._starts[b], []
+        for axis in reversed(self.header["blocks"][b]["axes"]):
+            rest, j = divmod(rest, len(axis["values"]))
+            out.append((axis, j))
+        return out[::-1]
+
+    def point(self, i: int) -> dict[str, Any]:
+        """Every swept or overridden key of stimulus number i -> its value (parsed)."""
+        return {a["key"]: a["values"][j] for a, j in self._axes(i) if a["role"] in ("stimulus", "job")}
+
+    def values(self, i: int) -> dict[str, Any]:
+        """Its per-stimulus values (stimulus.*, seed, repetition), as parsed: the job types them."""
+        return {a["key"]: a["values"][j] for a, j in self._axes(i) if a["role"] == "stimulus"}
+
+    def fingerprints(self, start: int, stop: int) -> list[str]:
+        """The fingerprints of stimuli start..stop-1 (format 2): one read of their slice."""
+        size = (stop - start) * _FP_BYTES
+        if self._fingerprints is not None:
+            data = self._fingerprints[start * _FP_BYTES : stop * _FP_BYTES]
+        elif self.root is None:
+            raise Damaged(f"{PLAN_FINGERPRINTS}: not made yet")
+        else:
+            try:
+                with open(Path(self.root) / PLAN_FINGERPRINTS, "rb") as f:
+                    f.seek(start * _FP_BYTES)
+                    data = f.read(size)
+            except OSError as e:
+                raise Damaged(f"{PLAN_FINGERPRINTS}: cannot read it ({e.strerror or e})") from None
+        if len(data) != size:
+            raise Damaged(f"{PLAN_FINGERPRINTS}: shorter than the plan's {self._n} stimuli (truncated?)")
+        return [data[k : k + _FP_BYTES].hex() for k in range(0, size, _FP_BYTES)]
+
+    def entries(self, chunk: str) -> list[dict]:
+        """The entries of one chunk's stimuli, in order; Damaged if the plan cannot say."""
+        if not self._numbered:  # format 1, or no usable plan
+            if self._ids is None:
+                raise Damaged(self.note)
+            if chunk not in self._chunks:
+                raise Damaged(f"{PLAN_FILE}: no chunk {chunk}")
+            return [self._entries[sid] for sid in self._chunks[chunk]]
+        if chunk not in self._ranges:
+            raise Damaged(f"{PLAN_FILE}: no chunk {chunk}")
+        if not self._starts:
+            raise Damaged(f"{PLAN_FILE}: no valid 'blocks'")
+        out = []
+        for lo, hi in self._ranges[chunk]:
+            for i, fp in zip(range(lo, hi), self.fingerprints(lo, hi)):
+                out.append({"id": self.id(i), "values": self.values(i), "point": self.point(i), "fingerprint": fp})
+        return out
+
+
+_AXIS_ROLES = ("stimulus", "job", "switch", "skip")
+
+
+def _numbered_header(plan: dict) -> str | None:
+    """What is wrong with a format-2 header, or None. Blocks that do not add up to n_stimuli are
+    dropped (the ids are still good: aggregation needs no more)."""
+    n, width = plan.get("n_stimuli"), plan.get("width")
+    if not (_is(n, int) and n >= 0 and _is(width, int) and width >= 1):
+        return f"{PLAN_FILE}: no valid 'n_stimuli' and 'width'"
+    blocks = plan.get("blocks")
+    good = isinstance(blocks, list) and all(
+        isinstance(b, dict) and isinstance(b.get("axes"), list) and all(
+            isinstance(a, dict) and _is(a.get("key"), str) and a.get("role") in _AXIS_ROLES
+            and isinstance(a.get("values"), list) and a["values"] for a in b["axes"])
+        for b in blocks)
+    if not good or sum(math.prod(len(a["values"]) for a in b["axes"]) for b in blocks) != n:
+        plan["blocks"] = []
+    chunks = plan.get("chunks")
+    if not (isinstance(chunks, dict) and all(
+            isinstance(rs, list) and all(isinstance(r, list) and len(r) == 2 and all(_is(x, int) for x in r)
+                                         and 0 <= r[0] < r[1] <= n for r in rs)
+            for rs in chunks.values())):
+        plan["chunks"] = {}  # the ids are still good; damaged folders fall back on their names
+    return None
 
 
 def read_plan(root: Path) -> Plan:
+    """The sweep folder's plan, of either format; never raises (see Plan.note)."""
     try:
         plan = _load_json(root / PLAN_FILE)
     except Damaged as e:
         missing = not (root / PLAN_FILE).exists()
         return Plan(None, {}, f"no {PLAN_FILE}" if missing else f"{PLAN_FILE}: {e}")
+    if isinstance(plan, dict) and plan.get("format") == PLAN_FORMAT:
+        problem = _numbered_header(plan)
+        return Plan(None, {}, problem) if problem else Plan.numbered(plan, root)
     stimuli = plan.get("stimuli") if isinstance(plan, dict) else None
     if not (isinstance(stimuli, list) and all(isinstance(s, dict) and _is(s.get("id"), str) for s in stimuli)):
         return Plan(None, {}, f"{PLAN_FILE}: no valid 'stimuli' list")
@@ -230,7 +368,9 @@ def read_plan(root: Path) -> Plan:
     if not (isinstance(chunks, dict)
             and all(isinstance(v, list) and all(_is(i, str) for i in v) for v in chunks.values())):
         chunks = {}  # the ids are still good; damaged folders fall back on their names
-    return Plan([s["id"] for s in stimuli], chunks)
+    result = Plan([s["id"] for s in stimuli], chunks, entries={s["id"]: s for s in stimuli})
+    result.started = plan.get("started", 0.0) if _is(plan.get("started"), (int, float)) else 0.0
+    return result
 
 
 _CHUNK_NAME = re.compile(r"stim_(\d+)(?:-(\d+))?(?:\.r\d+)?")
@@ -316,7 +456,7 @@ def read_records(root: Path, plan: Plan | None = None) -> dict[str, Record]:
 
 class NpzReader:
     """Reads the job folders' npz files of one kind (ARRAY_FILES), keeping one open at a time
-    (records come job by job)."""
+    (records come job by job). Arrays from `get` are read-only views of the file's bytes."""
 
     def __init__(self, kind: str = "spikes"):
         self.kind = kind
@@ -329,9 +469,9 @@ class NpzReader:
             self.close()
             path = rec.job_dir / rec.job.get("files", {}).get(self.kind, ARRAY_FILES[self.kind])
             try:
-                self._z = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise ConfigError(f"{path}: cannot read it ({type(e).__name__}: {e}); re-run that job") from None
+                self._z = Npz(path)
+            except NpzError as e:
+                raise ConfigError(f"{path}: cannot read it ({e}); re-run that job") from None
             self._key, self._path = rec.job_dir, path
         return self._z
 
@@ -339,7 +479,7 @@ class NpzReader:
         """The array `name`; with empty=True, a missing one is an empty int32 array."""
         z = self(rec)
         try:
-            return z[name]
+            return z.view(name)
         except KeyError:
             if empty:
                 return np.zeros(0, np.int32)

@@ -87,8 +87,9 @@ def summary_table(df: pd.DataFrame, swept: list[str], keys: list[str] | None = N
     for key, g in _groups(df, keys):
         row = dict(zip(keys, key))
         row["n_stimuli"] = len(g)
-        for m in measures:
-            row.update({f"{m}_{k}": v for k, v in describe(g[m].to_numpy()).items()})
+        values = g[measures].to_numpy(dtype=float)  # one conversion per point, not per measure
+        for j, m in enumerate(measures):
+            row.update({f"{m}_{k}": v for k, v in describe(values[:, j]).items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -101,45 +102,75 @@ def hashable(v):
     return v
 
 
+class Consensus:
+    """The running mean and std of every outcome series over time at each parameter point, fed
+    stimulus by stimulus in dataset order (`add`; Welford, so the result does not depend on how the
+    stimuli were chunked into jobs), all series of a stimulus as one [series, bins] array."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        self.acc: dict[tuple, dict] = {}
+
+    def add(self, it: Item, reader: NpzReader) -> None:
+        if "series" not in it.job.get("files", {}):
+            return
+        names = it.job["config"]["outcome"]["series"]
+        point = tuple(hashable(it.record["type"] if k == "type" else key_value(it, k)) for k in self.keys)
+        sid = it.record["id"]
+        x = np.array([reader.get(it, f"{sid}/{s}") for s in names], dtype=float)
+        a = self.acc.get(point)
+        if a is None:
+            a = self.acc[point] = {"times": reader.get(it, "times").astype(float), "n": 0, "names": list(names),
+                                   "mean": np.zeros_like(x), "m2": np.zeros_like(x)}
+        if x.shape != a["mean"].shape or list(names) != a["names"]:  # another outcome config: by name
+            self._add_by_name(a, dict(zip(names, x)))
+            return
+        a["n"] += 1
+        delta = x - a["mean"]
+        a["mean"] += delta / a["n"]
+        a["m2"] += delta * (x - a["mean"])
+
+    @staticmethod
+    def _add_by_name(a: dict, series: dict) -> None:
+        """A stimulus whose series differ from the point's first: each series on its own."""
+        a["n"] += 1
+        rows = {s: i for i, s in enumerate(a["names"])}
+        for s, x in series.items():
+            if s in rows and x.shape == a["mean"][rows[s]].shape:
+                i = rows[s]
+                delta = x - a["mean"][i]
+                a["mean"][i] += delta / a["n"]
+                a["m2"][i] += delta * (x - a["mean"][i])
+
+    def table(self) -> pd.DataFrame:
+        frames = []
+        for point, a in self.acc.items():
+            cols: dict = {k: [v] * a["times"].size for k, v in zip(self.keys, point)}
+            cols["time_ms"] = a["times"]
+            cols["n"] = a["n"]
+            for i, s in enumerate(a["names"]):
+                cols[f"{s}_mean"] = a["mean"][i]
+                cols[f"{s}_std"] = np.sqrt(a["m2"][i] / (a["n"] - 1)) if a["n"] > 1 else np.nan
+            frames.append(pd.DataFrame(cols))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def consensus_table(items: list[Item], keys: list[str]) -> pd.DataFrame:
     """Mean and std (ddof 1) of every outcome series over time across the seeds at each point.
 
     Streams: series are read job by job and folded into running (Welford) means per point."""
     reader = NpzReader("series")
-    acc: dict[tuple, dict] = {}
+    cons = Consensus(keys)
     try:
         for it in items:
-            if "series" not in it.job.get("files", {}):
-                continue
-            names = it.job["config"]["outcome"]["series"]
-            point = tuple(hashable(it.record["type"] if k == "type" else key_value(it, k)) for k in keys)
-            a = acc.get(point)
-            if a is None:
-                a = acc[point] = {"times": reader.get(it, "times").astype(float), "n": 0,
-                                  "mean": {}, "m2": {}, "names": list(names)}
-            a["n"] += 1
-            for s in names:
-                x = reader.get(it, f"{it.record['id']}/{s}").astype(float)
-                if s not in a["mean"]:
-                    a["mean"][s], a["m2"][s] = np.zeros_like(x), np.zeros_like(x)
-                delta = x - a["mean"][s]
-                a["mean"][s] += delta / a["n"]
-                a["m2"][s] += delta * (x - a["mean"][s])
+            cons.add(it, reader)
     finally:
         reader.close()
-    frames = []
-    for point, a in acc.items():
-        cols: dict = {k: [v] * a["times"].size for k, v in zip(keys, point)}
-        cols["time_ms"] = a["times"]
-        cols["n"] = a["n"]
-        for s in a["names"]:
-            cols[f"{s}_mean"] = a["mean"][s]
-            cols[f"{s}_std"] = np.sqrt(a["m2"][s] / (a["n"] - 1)) if a["n"] > 1 else np.nan
-        frames.append(pd.DataFrame(cols))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return cons.table()
 
 
-def write_tables(out: Path, items: list[Item], swept: list[str]) -> Tables:
+def write_tables(out: Path, items: list[Item], swept: list[str], consensus: Consensus | None = None) -> Tables:
+    """raw.csv, summary.csv, consensus.csv (from `consensus` when the caller fed one)."""
     df = raw_table(items, swept)
     keys = group_keys(items, swept)
     write_csv(df, out / "raw.csv")
@@ -148,7 +179,8 @@ def write_tables(out: Path, items: list[Item], swept: list[str]) -> Tables:
     if len(df):
         summary = summary_table(df, swept, keys)
         write_csv(summary, out / "summary.csv")
-        write_csv(consensus_table(items, keys), out / "consensus.csv")
+        write_csv(consensus.table() if consensus is not None else consensus_table(items, keys),
+                  out / "consensus.csv")
         files += ["summary.csv", "consensus.csv"]
     return Tables(df, summary, files)
 

@@ -9,8 +9,9 @@
         batch["labels"]         # [B, 2] float32, columns ds.label_keys
 
 `PtSpikeDataset` loads results.pt whole (sparse spikes; densified per item). `H5SpikeDataset`
-reads results.h5 lazily: the file is opened in the process that reads an item (each DataLoader
-worker opens its own handle), never in __init__, so it is safe with num_workers > 0.
+reads results.h5 lazily, in either layout (groups or ragged, dataset/hdf5.py): the file is opened
+in the process that reads an item (each DataLoader worker opens its own handle), never in
+__init__, so it is safe with num_workers > 0.
 
 An item is a dict:
   id        'stim_0007'
@@ -172,14 +173,28 @@ class H5SpikeDataset(_Base):
         self.path = Path(path)
         self._file = None
         self._pid = None
+        self._index: dict = {}
         with h5py.File(self.path, "r") as f:  # closed again: workers open their own handle
             m = f["metadata"].attrs
             self.metadata = {k: _py(m[k]) for k in m}
             for k in ("config", "failed_stimuli", "swept", "counts", "populations"):
                 if isinstance(self.metadata.get(k), str):
                     self.metadata[k] = json.loads(self.metadata[k])
-            self.ids = sorted(f["responses"].keys())
-            self.params = [{k: _py(v) for k, v in f["stimuli"][sid].attrs.items()} for sid in self.ids]
+            from sensoryforge.dataset.hdf5 import read_stimuli_table
+
+            self._ragged = None
+            # the parameters: from stimuli_table when there is one (one read, not one per stimulus)
+            table = ({r.pop("stimulus_id"): {k: _py(v) for k, v in r.items()}
+                      for r in read_stimuli_table(f["stimuli_table"])} if "stimuli_table" in f else None)
+            if "responses" in f:
+                self.ids = sorted(f["responses"].keys())
+                self.params = ([table[sid] for sid in self.ids] if table is not None else
+                               [{k: _py(v) for k, v in f["stimuli"][sid].attrs.items()} for sid in self.ids])
+            else:  # ragged: stimuli in stimuli_table's order, the offsets of each one's spikes
+                self.ids, self.params = list(table), list(table.values())
+                s = f["spikes"]
+                self._ragged = {"steps": s["steps"][()], **{
+                    p: (s[p]["offsets"][()], s[p]["afferents"][()]) for p in s if p != "steps"}}
         super().__init__(populations, concat, dtype, labels, intermediates)
 
     def _h5(self):
@@ -188,14 +203,30 @@ class H5SpikeDataset(_Base):
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            # ragged: the index datasets kept open, so their chunk cache serves the next items
+            self._index = {p: self._file["spikes"][p]["index"] for p in self.populations} if self._ragged else {}
         return self._file
 
     def _spikes(self, i):
+        if self._ragged is not None:
+            from sensoryforge.core.response import decode
+
+            self._h5()
+            out = {}
+            for pop in self.populations:
+                offsets, afferents = self._ragged[pop]
+                flat = self._index[pop][offsets[i] : offsets[i + 1]]
+                out[pop] = torch.from_numpy(decode(flat, int(self._ragged["steps"][i]), int(afferents[i])))
+            return out
         g = self._h5()["responses"][self.ids[i]]
         return {pop: torch.from_numpy(g[f"{pop}_spikes"][()]) for pop in self.populations}
 
     def _intermediates(self, i):
-        g = self._h5()["responses"][self.ids[i]]
+        f = self._h5()
+        if self._ragged is not None:
+            g = f["intermediates"].get(self.ids[i], {}) if "intermediates" in f else {}
+            return {k: torch.from_numpy(g[k][()]) for k in g}
+        g = f["responses"][self.ids[i]]
         return {k: torch.from_numpy(g[k][()]) for k in g if not k.endswith("_spikes")}
 
     def close(self) -> None:
@@ -205,7 +236,7 @@ class H5SpikeDataset(_Base):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_file"], state["_pid"] = None, None  # handles do not cross process boundaries
+        state["_file"], state["_pid"], state["_index"] = None, None, {}  # handles stay in their process
         return state
 
     def __del__(self):

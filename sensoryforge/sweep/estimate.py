@@ -14,11 +14,11 @@ from omegaconf import DictConfig
 from sensoryforge.config import to_stimulus
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.schema import POPULATIONS
-from sensoryforge.core.simulator import auto_batch, memory_needed, step_count
-from sensoryforge.core.text import clock
+from sensoryforge.core.sizes import auto_batch, memory_needed, step_count
+from sensoryforge.core.text import clock, written
 from sensoryforge.dataset.files import existing_ancestor, free_bytes
 from sensoryforge.sweep.launchers import machine_memory, parallelism
-from sensoryforge.sweep.plan import Point, swept_keys, written
+from sensoryforge.sweep.plan import Sweep, key_values, swept_keys
 
 # Measured on the reference 2-core machine (benchmarks/RESULTS.md, W1-W4): seconds per stimulus,
 # step and afferent (drive, noise, spiking loop, outcomes), per step of a batch (Python and
@@ -141,18 +141,22 @@ def single_dry_run(cfg: DictConfig) -> None:
     print(f"  estimate: {estimate(cfg, 1, 1, 1)}")
 
 
-def print_dry_run(config, points: list[Point], done, chunks, size: int, sweep_dir: Path, parallel: int) -> None:
-    todo = sum(len(c) for c in chunks.values())
+def print_dry_run(config, sweep: Sweep, done, chunks, size: int, sweep_dir: Path, parallel: int) -> None:
+    todo = sum(c.size for c in chunks.values())
     print("dry run: nothing simulated, nothing written")
-    print(f"  stimuli: {len(points)} ({todo} to run, {len(done)} already finished)")
+    print(f"  stimuli: {sweep.n} ({todo} to run, {len(done)} already finished)")
     print(f"  jobs: {len(chunks)} (up to {size} stimuli each), {parallel} at a time")
-    for k in swept_keys(points):
-        vals = list(OrderedDict.fromkeys(written(p.point[k]) for p in points if k in p.point))
+    swept, values = swept_keys(sweep), key_values(sweep)
+    for k in swept:
+        vals = list(OrderedDict.fromkeys(written(v) for v in values[k]))
         shown = ", ".join(vals[:8]) + (", ..." if len(vals) > 8 else "")
         print(f"  swept {k}: {shown} ({len(vals)} values)")
     print(f"  output folder: {sweep_dir}")
     print("  examples:")
-    shown = swept_keys(points) or list(points[0].point) if points else []
-    for p in points[:3] + (points[-1:] if len(points) > 3 else []):
-        print(f"    {p.id}: " + " ".join(f"{k}={written(p.point[k])}" for k in shown if k in p.point))
+    plan = sweep.reader()
+    examples = list(range(min(3, sweep.n))) + ([sweep.n - 1] if sweep.n > 3 else [])
+    shown = (swept or list(plan.point(0))) if sweep.n else []
+    for i in examples:
+        point = plan.point(i)
+        print(f"    {sweep.id(i)}: " + " ".join(f"{k}={written(point[k])}" for k in shown if k in point))
     print(f"  estimate: {estimate(config, todo, max(len(chunks), 1), parallel)}")

@@ -33,11 +33,11 @@ def reset(sweep_dir: Path) -> None:
     (sweep_dir / PROGRESS_FILE).unlink(missing_ok=True)
 
 
-def report(sweep_dir: Path, plan: dict, chunk: str, job: dict) -> None:
-    """Log the progress line of a finished job of the plan."""
-    total = len(plan["chunks"])
+def report(sweep_dir: Path, plan, chunk: str, job: dict) -> None:
+    """Log the progress line of a finished job of the plan (dataset/jobs.py: Plan)."""
+    total = plan.n_chunks
     done = count_finished(sweep_dir)
-    elapsed = time.time() - plan["started"]
+    elapsed = time.time() - plan.started
     eta = elapsed / max(done, 1) * (total - done)
     failed = sum(s["status"] != "ok" for s in job["stimuli"])
     log.info(

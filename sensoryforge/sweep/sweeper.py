@@ -12,7 +12,6 @@ import logging
 import math
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from omegaconf import OmegaConf
 
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.text import clock, closed_pipe_exit, compact_ids
-from sensoryforge.dataset.aggregate import aggregate, problem_lines
 from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
 from sensoryforge.dataset.jobs import JOB_FILE, write_lost
 from sensoryforge.sweep import launchers, progress
@@ -28,8 +26,9 @@ from sensoryforge.sweep.batchfile import load_batch_file
 from sensoryforge.sweep.estimate import check_disk, check_memory, disk_mb, print_dry_run
 from sensoryforge.sweep.lock import sweep_lock
 from sensoryforge.sweep.plan import (
-    Point,
-    check_points,
+    Chunk,
+    Sweep,
+    check_sweep,
     chunk_size,
     expand,
     make_chunks,
@@ -71,38 +70,36 @@ def prepare(sweeper, arguments: list[str]) -> dict:
         blocks = batch.blocks
         if batch.ignored:
             log.warning("batch_file: no equivalent for %s; SensoryForge's defaults apply", ", ".join(batch.ignored))
-    points = expand(dict(sweeper.params or {}), blocks, arguments, loader)  # never empty: expand refuses empty sweeps
-    configs = check_points(points, lambda ov: loader.load_sweep_config(config, ov))
-    check_fits(sweeper, points, configs, Path(str(config.hydra.sweep.dir)))
-    return {"points": points, "batch": batch, "t0": time.time()}
+    sweep = expand(dict(sweeper.params or {}), blocks, arguments, loader)  # never empty: expand refuses empty sweeps
+    check_sweep(sweep, lambda ov: loader.load_sweep_config(config, ov))
+    check_fits(sweeper, sweep, Path(str(config.hydra.sweep.dir)))
+    return {"sweep": sweep, "batch": batch, "t0": time.time()}
 
 
-def check_fits(sweeper, points: list[Point], configs: dict, sweep_dir: Path) -> None:
+def check_fits(sweeper, sweep: Sweep, sweep_dir: Path) -> None:
     """Each distinct job config's memory against the machine or the Slurm request, and the whole
     sweep's outputs against the free disk (before anything is written; finished work counted as
     if it were to run, an upper bound)."""
     launcher = sweeper.config.hydra.launcher
-    size = chunk_size(len(points), sweeper, launcher)
-    per_job = Counter(p.job for p in points)
+    size = chunk_size(sweep.n, sweeper, launcher)
     disk = 0.0
-    for job, cfg in configs.items():
-        n = per_job[job]
+    for cfg, n in zip(sweep.configs, sweep.job_sizes()):
         check_memory(cfg, min(size, n), math.ceil(n / size), launcher)
         disk += disk_mb(cfg, n)
     check_disk(disk, sweep_dir)
 
 
-def _chunks(sweeper, points: list[Point], sweep_dir: Path):
-    """(finished, chunks to run, chunk size)."""
-    done, todo = split_finished(points, sweep_dir)
-    size = chunk_size(len(todo), sweeper, sweeper.config.hydra.launcher)
-    return done, make_chunks(todo, size, sweep_dir), size
+def _chunks(sweeper, sweep: Sweep, sweep_dir: Path):
+    """(finished stimuli's numbers, chunks to run, chunk size)."""
+    done = split_finished(sweep, sweep_dir)
+    size = chunk_size(sweep.n - len(done), sweeper, sweeper.config.hydra.launcher)
+    return done, make_chunks(sweep, done, size, sweep_dir), size
 
 
 def dry_run(sweeper, plan: dict, sweep_dir: Path) -> list:
-    done, chunks, size = _chunks(sweeper, plan["points"], sweep_dir)
+    done, chunks, size = _chunks(sweeper, plan["sweep"], sweep_dir)
     parallel, _ = launchers.parallelism(sweeper.config.hydra.launcher)
-    print_dry_run(sweeper.config, plan["points"], done, chunks, size, sweep_dir, parallel)
+    print_dry_run(sweeper.config, plan["sweep"], done, chunks, size, sweep_dir, parallel)
     return []
 
 
@@ -110,42 +107,43 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
     """Under the folder's lock: skip what is finished, launch the rest, build the dataset."""
     from hydra.core.plugins import Plugins
 
-    config, ctx, points = sweeper.config, sweeper.hydra_context, plan["points"]
+    config, ctx, sweep = sweeper.config, sweeper.hydra_context, plan["sweep"]
     stale = remove_stale_temporaries(sweep_dir)  # no writer is left: the lock is ours
     if stale:
         log.info("removed %d temporary files left by an interrupted run", stale)
-    done, chunks, size = _chunks(sweeper, points, sweep_dir)
+    done, chunks, size = _chunks(sweeper, sweep, sweep_dir)
     if done:
         log.info(
             "resume: %d of %d stimuli already finished in %s, skipped: %s",
-            len(done), len(points), sweep_dir, compact_ids([p.id for p in done]),
+            len(done), sweep.n, sweep_dir, compact_ids([sweep.id(i) for i in done]),
         )
     if chunks:
-        write_plan(sweep_dir, points, chunks)
+        write_plan(sweep_dir, sweep, chunks)
         progress.reset(sweep_dir)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=ctx, task_function=sweeper.task_function, config=config
         )
-        todo = sum(len(c) for c in chunks.values())
+        todo = sum(c.size for c in chunks.values())
         log.info("%d stimuli to run in %d jobs of up to %d (%s)", todo, len(chunks), size, sweep_dir)
-        overrides = [[*pts[0].job, f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, pts in chunks.items()]
+        overrides = [[*sweep.jobs[c.job], f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, c in chunks.items()]
         returns = []
         try:
-            returns = launchers.launch(launcher, overrides, initial_job_idx=0)
+            returns = launchers.launch(launcher, overrides, initial_job_idx=0, composed=sweep.composed)
         except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
             log.error("launcher: %s", e)
-        record_lost_jobs(chunks, returns, sweep_dir)
+        record_lost_jobs(sweep, chunks, returns, sweep_dir)
     batch = plan["batch"]
     fmt = batch.format if batch and batch.format else config.dataset.format
     name = batch.name if batch and batch.name else config.dataset.name
-    return finish(sweep_dir, points, plan["t0"], fmt, name)
+    return finish(sweep_dir, sweep.n, plan["t0"], fmt, name)
 
 
-def record_lost_jobs(chunks: dict[str, list[Point]], returns: list, sweep_dir: Path) -> None:
+def record_lost_jobs(sweep: Sweep, chunks: dict[str, Chunk], returns: list, sweep_dir: Path) -> None:
     """A job that ended without its job.json (crash, kill, cluster failure) gets one that lists
     its stimuli as failed, with the reason, so the dataset and the exit code account for them."""
-    for i, (name, pts) in enumerate(chunks.items()):
+    reader = sweep.reader(chunks)
+    for i, name in enumerate(chunks):
         job_dir = sweep_dir / name
         if (job_dir / JOB_FILE).exists():
             continue
@@ -153,21 +151,24 @@ def record_lost_jobs(chunks: dict[str, list[Point]], returns: list, sweep_dir: P
         error = getattr(returns[i], "_return_value", None) if i < len(returns) else None
         if isinstance(error, BaseException):  # the job's exception (JobReturn.return_value re-raises it)
             reason = f"{type(error).__name__}: {error}"
-        write_lost(job_dir, [{"id": p.id, "point": p.point, "fingerprint": p.fingerprint} for p in pts], reason)
+        stimuli = [{k: e[k] for k in ("id", "point", "fingerprint")} for e in reader.entries(name)]
+        write_lost(job_dir, stimuli, reason)
         log.error("%s: %s", name, reason)
 
 
-def finish(sweep_dir: Path, points: list[Point], t0: float, fmt: str, name: str | None) -> dict:
+def finish(sweep_dir: Path, n: int, t0: float, fmt: str, name: str | None) -> dict:
     """Build the dataset (which accounts for every planned stimulus: in it, or listed in
     failed_stimuli with its reason), report, exit non-zero when any stimulus is not in it."""
+    from sensoryforge.dataset.aggregate import aggregate, problem_lines  # h5py, torch: only now
+
     report = aggregate([sweep_dir], sweep_dir, fmt=fmt, name=name)
     failed = report["failed_stimuli"]
     log.info(
         "sweep finished in %s: %d of %d stimuli ok, %d not; dataset in %s",
-        clock(time.time() - t0), report["num_stimuli"], len(points), len(failed), sweep_dir,
+        clock(time.time() - t0), report["num_stimuli"], n, len(failed), sweep_dir,
     )
     if failed:
-        print(f"{len(failed)} of {len(points)} stimuli not in the dataset (batch_metadata.json: failed_stimuli):",
+        print(f"{len(failed)} of {n} stimuli not in the dataset (batch_metadata.json: failed_stimuli):",
               file=sys.stderr)
         for line in problem_lines(failed):
             print(f"  {line}", file=sys.stderr)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from sensoryforge.core.params import ConfigError, param
+
+if TYPE_CHECKING:  # torch loads where the maths runs: the schema of a stimulus needs none of it
+    import torch
 
 REGISTRY: dict[str, type[Stimulus]] = {}
 
@@ -63,6 +64,8 @@ class Stimulus:
 
 def trapezoid(t: torch.Tensor, t_pre: float, t_ramp: float, t_plateau: float) -> torch.Tensor:
     """0 until t_pre, linear rise over t_ramp, hold for t_plateau, linear fall over t_ramp, 0."""
+    import torch
+
     off = t_pre + t_ramp + t_plateau
     if t_ramp > 0:
         rise = ((t - t_pre) / t_ramp).clamp(0, 1)
@@ -86,11 +89,15 @@ class RampAndHold(Stimulus):
 
 
 def gaussian_blob(x, y, cx: float, cy: float, sigma: float) -> torch.Tensor:
+    import torch
+
     return torch.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
 
 
 def disk(x, y, cx: float, cy: float, radius: float, edge: float) -> torch.Tensor:
     """Flat disk with a linear edge `edge` mm wide, so its area does not jump with the grid."""
+    import torch
+
     r = torch.sqrt((x - cx) ** 2 + (y - cy) ** 2)
     return ((radius - r) / edge + 0.5).clamp(0, 1)
 

@@ -7,8 +7,6 @@ Give either `frequency` (cycles/mm) or `wavelength` (mm).
 import math
 from dataclasses import dataclass
 
-import torch
-
 from sensoryforge.core.params import ConfigError, param
 from sensoryforge.core.stimuli.base import RampAndHold, deg, gaussian_blob, register
 
@@ -33,6 +31,8 @@ class Gabor(RampAndHold):
         return 1.0 / self.wavelength
 
     def profile(self, x, y):
+        import torch  # here, so the schema loads without it
+
         f = self.cycles_per_mm()
         theta = deg(self.orientation)
         u = (x - self.center_x) * math.cos(theta) + (y - self.center_y) * math.sin(theta)

@@ -10,8 +10,12 @@ import math
 from dataclasses import dataclass
 
 from sensoryforge.core.params import param
-from sensoryforge.core.skin import MODULUS, POISSON, punch_pressure
 from sensoryforge.core.stimuli.base import RampAndHold, check_nyquist, register
+
+# core.skin's MODULUS and POISSON, written out: skin.py loads torch, which the schema (and so every
+# command's start) must not need; tests/test_startup.py checks that they agree.
+MODULUS = 200.0  # kPa
+POISSON = 0.5
 
 
 @dataclass
@@ -29,6 +33,8 @@ class _Punch(RampAndHold):
     )
 
     def pressure(self, x, y, depth: float):
+        from sensoryforge.core.skin import punch_pressure  # torch: loaded when simulating
+
         return punch_pressure(
             x, y, self.center_x, self.center_y, self.radius, depth, self.modulus, self.poisson
         )

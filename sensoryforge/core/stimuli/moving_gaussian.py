@@ -8,8 +8,6 @@ between is linearly interpolated in time, so K stays small while the motion stay
 import math
 from dataclasses import dataclass
 
-import torch
-
 from sensoryforge.core.params import param
 from sensoryforge.core.stimuli.base import RampAndHold, deg, gaussian_blob, register
 
@@ -25,6 +23,8 @@ class MovingGaussian(RampAndHold):
     start_y: float = param(0.0, "mm", None, "position at t_pre, y")
 
     def factors(self, x, y, t):
+        import torch  # here, so the schema loads without it
+
         spacing = float(x[0, 1] - x[0, 0]) if x.shape[1] > 1 else self.sigma
         travel = self.velocity * max(float(t[-1]) - self.t_pre, 0.0) / 1000.0  # mm
         step = min(self.sigma, spacing) / 4

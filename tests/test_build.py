@@ -1,0 +1,278 @@
+"""Building the patch: the compiled receptive fields are bit for bit those of the torch
+definition (same draws, same generator state after), for any size, seed, offset and split."""
+
+import hashlib
+import math
+import warnings
+
+import pytest
+import torch
+
+from sensoryforge.core import grid as grid_mod
+from sensoryforge.core.grid import Grid, afferent_positions, innervation
+from sensoryforge.core.simulator import SEED_INDEX, noise_seed
+
+
+def reference(pos, grid, sigma, p_centre, gen):
+    """innervation() as it was before it was compiled (kept here verbatim, so that the fields
+    the model's calibration rests on stay pinned whatever grid.py becomes)."""
+    n, g = pos.shape[0], grid.size
+    if n == 0:
+        return torch.zeros(0, g * g, dtype=torch.float64).to_sparse_csr()
+    reach = min(math.ceil(3 * sigma / grid.spacing), g)
+    off = torch.arange(-reach, reach + 1)
+    oy, ox = torch.meshgrid(off, off, indexing="ij")
+    disk = oy**2 + ox**2 <= (reach + 1) ** 2
+    oy, ox = oy[disk], ox[disk]
+    half = (g - 1) / 2
+    rows, cols, vals = [], [], []
+    for start in range(0, n, 512):
+        p = pos[start : start + 512]
+        ci = torch.round(p[:, 1] / grid.spacing + half).long().clamp(0, g - 1)
+        cj = torch.round(p[:, 0] / grid.spacing + half).long().clamp(0, g - 1)
+        ii, jj = ci[:, None] + oy[None], cj[:, None] + ox[None]
+        on_grid = (ii >= 0) & (ii < g) & (jj >= 0) & (jj < g)
+        x, y = (jj - half) * grid.spacing, (ii - half) * grid.spacing  # float32, then promoted
+        d2 = (x - p[:, :1]) ** 2 + (y - p[:, 1:]) ** 2
+        prob = p_centre * torch.exp(-d2 / (2 * sigma**2))
+        u = torch.rand(prob.shape, generator=gen, dtype=torch.float64)
+        keep = on_grid & (d2 <= (3 * sigma) ** 2) & (u < prob)
+        w = 0.5 + 0.5 * u / prob
+        empty = ~keep.any(1)
+        if empty.any():
+            nearest = torch.where(on_grid, d2, torch.inf).argmin(1)
+            keep[empty, nearest[empty]] = True
+            w[empty, nearest[empty]] = 1.0
+        a, k = keep.nonzero(as_tuple=True)
+        rows.append(a + start)
+        cols.append(ii[a, k] * g + jj[a, k])
+        vals.append(w[a, k])
+    rows_t, cols_t, vals_t = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, rows_t, vals_t)
+    vals_t = vals_t / sums[rows_t]
+    coo = torch.sparse_coo_tensor(
+        torch.stack([rows_t, cols_t]), vals_t, (n, g * g), check_invariants=True
+    ).coalesce()
+    with warnings.catch_warnings():  # CSR is "beta" in torch
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.to_sparse_csr()
+
+
+def parts(w):
+    return (w.crow_indices(), w.col_indices(), w.values())
+
+
+def digest(n, size, spacing, sigma, p, jitter, seed, build=innervation):
+    """sha256 (16 hex) of positions, CSR fields and the generator's state after them."""
+    gen = torch.Generator().manual_seed(seed)
+    g = Grid(size, spacing)
+    pos = afferent_positions(n, g.extent, jitter, gen)
+    w = build(pos, g, sigma, p, gen)
+    h = hashlib.sha256()
+    for t in (pos, *parts(w), gen.get_state()):
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def pop_seed(name):
+    return noise_seed(0, 1000 + SEED_INDEX[name])
+
+
+# computed with the implementation before it was compiled (same torch, 2.13): the default patch,
+# and the W3 benchmark's 13,152 afferents
+PINNED = [
+    ((100, 80, 0.15, 1.4, 0.3, 0.5, pop_seed("sa")), "80a51c6e30d455cf"),
+    ((196, 80, 0.15, 1.4, 0.3, 0.5, pop_seed("ra")), "971e3a414fdf34a2"),
+    ((36, 80, 0.15, 3.5, 1.0, 0.5, pop_seed("pc")), "1258e6795fa3a8a5"),
+    ((25, 80, 0.15, 3.0, 1.0, 0.5, pop_seed("sa2")), "651d29d83d5a7c36"),
+    ((3600, 80, 0.15, 1.4, 0.3, 0.5, pop_seed("sa")), "01620f8ef98e5c9c"),
+    ((7200, 80, 0.15, 1.4, 0.3, 0.5, pop_seed("ra")), "7f3e316909b4559a"),
+    ((1152, 80, 0.15, 3.5, 1.0, 0.5, pop_seed("pc")), "d7b58ea86fca4632"),
+    ((1200, 80, 0.15, 3.0, 1.0, 0.5, pop_seed("sa2")), "0ddd6cb0c5426795"),
+    ((700, 40, 0.2, 0.3, 0.05, 1.0, 11), "9fbfd26e42a0098b"),  # most fields empty: nearest receptor
+    ((1, 10, 0.5, 9.0, 0.7, 0.0, 3), "611d8012e804df6b"),  # reach capped at the grid
+    ((520, 60, 0.1, 0.5, 0.6, 0.8, 99), "4b2b42b59a110bd9"),  # more than one 512 block
+    ((3, 1, 0.2, 0.5, 0.5, 0.5, 5), "106fce018c2f7624"),  # one receptor
+]
+
+CASES = [  # n, grid size, spacing, sigma, p_centre, jitter, seed
+    (50, 40, 0.3, 1.0, 0.3, 0.5, 7),
+    (37, 23, 0.31, 1.1, 0.9, 0.25, 12345),
+    (300, 30, 0.2, 0.4, 0.02, 0.0, 4),  # empty fields on an exact lattice: argmin ties
+    (257, 80, 0.15, 1.4, 0.3, 0.5, 1),
+    (64, 20, 0.5, 2.0, 1.0, 1.0, 8),  # fields wider than the patch
+    (2, 7, 1.0, 0.2, 1.0, 0.5, 9),  # fields smaller than a cell
+]
+
+
+@pytest.mark.parametrize(("case", "expected"), PINNED, ids=[f"n{c[0]}-s{c[3]}" for c, _ in PINNED])
+def test_fields_and_positions_are_pinned(case, expected):
+    assert digest(*case) == expected
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_same_fields_and_generator_state_as_the_torch_definition(case):
+    assert digest(*case) == digest(*case, build=reference)
+
+
+@pytest.mark.parametrize("words", [0, 1, 623, 624, 625, 1000])
+def test_any_stream_offset(words):
+    """The generator may come in anywhere in its block (odd word, block end, just twisted)."""
+    g = Grid(30, 0.2)
+    outs = []
+    for build in (innervation, reference):
+        gen = torch.Generator().manual_seed(21)
+        pos = afferent_positions(40, g.extent, 0.5, gen)
+        if words:
+            torch.rand(words, generator=gen)  # float32: one word each
+        w = build(pos, g, 0.8, 0.5, gen)
+        outs.append((*parts(w), gen.get_state(), torch.rand(5, generator=gen)))
+    assert all(torch.equal(a, b) for a, b in zip(*outs))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+def test_fields_do_not_depend_on_the_split_over_threads(monkeypatch, threads):
+    monkeypatch.setattr(grid_mod, "_MIN_PART", 1)
+    monkeypatch.setattr(grid_mod.torch, "get_num_threads", lambda: threads)
+    case = (130, 50, 0.2, 0.9, 0.6, 0.5, 17)
+    assert digest(*case) == digest(*case, build=reference)
+
+
+def test_torch_path_is_the_same(monkeypatch):
+    """Without numba (or with a torch whose generator is not laid out as expected)."""
+    monkeypatch.setattr(grid_mod, "_compiled_matches_torch", lambda: False)
+    case = PINNED[0][0]
+    assert digest(*case) == PINNED[0][1]
+    case = CASES[2]
+    assert digest(*case) == digest(*case, build=reference)
+
+
+def test_compiled_path_runs_and_float32_positions_fall_back():
+    assert grid_mod._compiled_matches_torch()
+    g = Grid(20, 0.3)
+    gen = torch.Generator().manual_seed(2)
+    pos = afferent_positions(10, g.extent, 0.5, gen).to(torch.float32)
+    ref_gen = torch.Generator().manual_seed(2)
+    afferent_positions(10, g.extent, 0.5, ref_gen)
+    w, ref = innervation(pos, g, 0.7, 0.5, gen), reference(pos, g, 0.7, 0.5, ref_gen)
+    assert all(torch.equal(a, b) for a, b in zip(parts(w), parts(ref)))
+
+
+def test_empty_population():
+    gen = torch.Generator().manual_seed(1)
+    state = gen.get_state()
+    w = innervation(torch.zeros(0, 2, dtype=torch.float64), Grid(20, 0.1), 1.0, 0.3, gen)
+    assert w.shape == (0, 400) and torch.equal(gen.get_state(), state)
+
+
+# -- the outcome pass -----------------------------------------------------------------------------
+
+
+def reference_outcomes(spikes, series, measures, dt, bin_ms):
+    """outcomes.series, measure and compute as they were before (torch, one series at a time)."""
+    from sensoryforge.core.response import bin_steps, bin_sum, bin_widths
+
+    T = next(iter(spikes.values())).shape[1]
+    k = bin_steps(bin_ms, dt)
+    widths = torch.from_numpy(bin_widths(T, k)).to(torch.float64)
+    times = torch.cumsum(widths, 0) * dt
+    ser, binned = {}, {}
+    for name in series:
+        pop, kind = name.rsplit("_", 1)
+        s = spikes[pop]
+        if pop not in binned:
+            binned[pop] = bin_sum(s.sum(-1, dtype=torch.int64).cpu(), k).to(torch.float64)
+        counts = binned[pop]
+        if kind == "rate":
+            ser[name] = counts / (max(s.shape[-1], 1) * widths * dt / 1000.0)
+        else:
+            ser[name] = counts.cumsum(-1)
+    out = {}
+    for s in series:
+        for m in measures:
+            values = ser[s]
+            if m == "mean":
+                w = torch.diff(times, prepend=times.new_zeros(1))
+                v = (values * w).sum(-1) / w.sum()
+            elif m == "peak":
+                v = values.max(-1).values
+            elif m == "final":
+                v = values[:, -1]
+            elif m == "auc":
+                v = torch.trapezoid(values, times / 1000.0, dim=-1)
+            else:
+                reached = values >= float(m.split("_")[-1])
+                first = reached.to(torch.int8).argmax(-1)
+                nan = torch.tensor(float("nan"), dtype=times.dtype)
+                v = torch.where(reached.any(-1), times[first], nan)
+            out[f"{s}_{m}"] = v
+    return times, ser, out
+
+
+COUNTS = {"sa": 100, "ra": 196, "pc": 36, "sa2": 0}
+
+
+def rasters(B, T, seed, rate=0.02):
+    """The populations as the simulator hands them over: column ranges of one [B, T, N] raster."""
+    gen = torch.Generator().manual_seed(seed)
+    whole = torch.rand(B, T, sum(COUNTS.values()), generator=gen) < rate
+    out, lo = {}, 0
+    for p, n in COUNTS.items():
+        out[p] = whole[..., lo : lo + n]
+        lo += n
+    return out
+
+
+def assert_same_outcomes(got, want):
+    for a, b in zip(got[:2], want[:2]):
+        if isinstance(a, dict):
+            assert list(a) == list(b)
+            for key in a:
+                torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert list(got[2]) == list(want[2])
+    for key in got[2]:
+        torch.testing.assert_close(got[2][key], want[2][key], rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize(("B", "T", "dt", "bin_ms"), [
+    (1, 4000, 0.25, 10.0),  # the default stimulus
+    (3, 4000, 0.25, 10.0),
+    (2, 1003, 0.25, 10.0),  # a last bin shorter than the others
+    (2, 700, 0.5, 0.5),  # bins of one step
+    (2, 2000, 0.25, 100.0),  # bins of 400 steps: more than a byte counts
+    (1, 5, 1.0, 10.0),  # one bin, shorter than asked
+])
+def test_outcomes_are_the_same_numbers(B, T, dt, bin_ms):
+    from sensoryforge.core import outcomes
+    from sensoryforge.core.response import encode
+    from sensoryforge.core.schema import OutcomeConfig
+
+    series = [f"{p}_{kind}" for kind in ("rate", "count") for p in COUNTS]
+    measures = ["mean", "peak", "final", "auc", "time_to_10", "time_to_0.5"]
+    cfg = OutcomeConfig(series=series, measures=measures, primary="sa_rate_mean", bin=bin_ms)
+    spikes = rasters(B, T, seed=T + B)
+    want = reference_outcomes(spikes, series, measures, dt, bin_ms)
+    flat = {p: outcomes.Flat([encode(x[b].numpy()) for b in range(B)], x.shape[-1], T)
+            for p, x in spikes.items()}
+    alone = {p: x.contiguous() for p, x in spikes.items()}
+    arrays = {p: x.numpy() for p, x in spikes.items()}
+    for given in (spikes, alone, flat, arrays):
+        assert_same_outcomes(outcomes.compute(given, cfg, dt), want)
+    times, ser = outcomes.series(spikes, series, dt, bin_ms)
+    assert_same_outcomes((times, ser, {}), (want[0], want[1], {}))
+
+
+def test_outcomes_of_some_series_and_measures(monkeypatch):
+    from sensoryforge.core import outcomes
+    from sensoryforge.core.schema import OutcomeConfig
+
+    spikes = rasters(2, 400, seed=5, rate=0.05)
+    cfg = OutcomeConfig(series=["ra_count", "sa_rate", "ra_count"], measures=["time_to_3", "peak"],
+                        primary="ra_count_peak", bin=2.0)
+    want = reference_outcomes(spikes, ["ra_count", "sa_rate"], ["time_to_3", "peak"], 0.25, 2.0)
+    assert_same_outcomes(outcomes.compute(spikes, cfg, 0.25), want)
+    # without numba: the numpy count gives the same
+    monkeypatch.setattr(outcomes, "_bin_counter", lambda: outcomes._bins_numpy)
+    assert_same_outcomes(outcomes.compute(spikes, cfg, 0.25), want)
