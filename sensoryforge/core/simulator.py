@@ -185,6 +185,16 @@ class Simulator:
         dev = dict(device=self.device, dtype=self.dtype)
         self.loop = {name: common[i].to(**dev) for i, name in enumerate(kernel.COMMON)}
         self.noise_index = (afferent.to(self.device), population.to(self.device))
+        # each afferent's population (its column of a stimulus' time courses)
+        self.slot_of = torch.cat([torch.full((p.count,), i, dtype=torch.long)
+                                  for i, p in enumerate(self.populations)]).to(self.device)
+        if self.device.type == "cpu":  # all receptive fields as one scipy CSR matrix (pool())
+            import scipy.sparse
+
+            self.pooling = scipy.sparse.vstack(
+                [scipy.sparse.csr_matrix((p.weights.values().numpy(), p.weights.col_indices().numpy(),
+                                          p.weights.crow_indices().numpy()), shape=tuple(p.weights.shape))
+                 for p in self.populations], format="csr")
         f32 = dict(dtype=np.float32)
         self.kernel_inputs = dict(
             blocks=np.array(blocks, dtype=np.int64).reshape(-1, 4),
@@ -275,9 +285,7 @@ class Simulator:
                 dense.append((p, d * p.cfg.gain))
         if not dense:
             return courses, coefs, None, (spatial, temporal)
-        out = torch.empty(self.steps, self.n_total, **opts)
-        for slot, p in enumerate(self.populations):
-            torch.outer(courses[:, slot], coefs[p.offset : p.offset + p.count], out=out[:, p.offset : p.offset + p.count])
+        out = self.outer(courses, coefs)
         for p, d in dense:
             out[:, p.offset : p.offset + p.count] = d
         return None, None, out, (spatial, temporal)
@@ -288,24 +296,19 @@ class Simulator:
         population here); elsewhere with the populations' torch CSR weights."""
         if self.device.type != "cpu":
             return torch.cat([(p.weights @ flat.T).T for p in self.populations], 1)
-        if getattr(self, "_pool", None) is None or self._pool.shape[0] != self.n_total:
-            import scipy.sparse
-
-            rows = [scipy.sparse.csr_matrix((p.weights.values().numpy(), p.weights.col_indices().numpy(),
-                                             p.weights.crow_indices().numpy()), shape=tuple(p.weights.shape))
-                    for p in self.populations]
-            self._pool = scipy.sparse.vstack(rows, format="csr")
-        out = self._pool @ flat.numpy().T  # [N, K]
+        out = self.pooling @ flat.numpy().T  # [N, K]
         return torch.from_numpy(np.ascontiguousarray(out.T)).to(self.dtype)
 
     def drive(self, stim: Stimulus) -> tuple[torch.Tensor, tuple]:
         """The drive [T, N_total] (rheobase units, after saturation and bias) for one stimulus,
         and its factors: what the spiking loop adds noise to."""
         course, coef, dense, factors = self.linear_drive(stim)
-        if dense is None:
-            dense = torch.cat([torch.outer(course[:, slot], coef[p.offset : p.offset + p.count])
-                               for slot, p in enumerate(self.populations)], 1)
-        return self._shape(dense), factors
+        return self._shape(self.outer(course, coef) if dense is None else dense), factors
+
+    def outer(self, course: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """The factored drive as [T, N]: each afferent's coefficient times its population's time
+        course (one product per element, as in the kernel)."""
+        return course[:, self.slot_of] * coef
 
     def _shape(self, d: torch.Tensor) -> torch.Tensor:
         """Saturation then bias, per afferent (the kernel's order and maths)."""
@@ -376,10 +379,7 @@ class Simulator:
         opts = dict(device=self.device, dtype=self.dtype)
         drive = torch.empty(T, B, N, **opts)
         for b, (c, k, d, _) in enumerate(inputs):
-            if d is None:
-                d = torch.cat([torch.outer(c[:, slot], k[p.offset : p.offset + p.count])
-                               for slot, p in enumerate(self.populations)], 1)
-            drive[:, b] = self._shape(d)
+            drive[:, b] = self._shape(self.outer(c, k) if d is None else d)
         current = drive * self.loop["scale"]
         noise = self.noise(seeds) if self.has_noise else None
         spikes = torch.empty(T, B, N, dtype=torch.bool, device=self.device)
