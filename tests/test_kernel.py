@@ -57,6 +57,13 @@ def test_the_float32_maths_functions_match_numpy():
     assert float((noise.saturate(d, torch.tensor(15.0)) - 15 * torch.tanh(d.double() / 15)).abs().max()) < 2e-5
 
 
+def test_the_models_name_the_kernels_numbers_and_rows():
+    from sensoryforge.core.neurons import LIF, AdEx, Izhikevich
+
+    assert (Izhikevich.kernel_id, LIF.kernel_id, AdEx.kernel_id) == (kernel.IZHIKEVICH, kernel.LIF, kernel.ADEX)
+    assert kernel.PARAMS[kernel.ADEX][:5] == ("C", "g_L", "E_L", "V_T", "delta_T")
+
+
 def test_numba_and_torch_draw_the_same_normals():
     aff = np.arange(300, dtype=np.uint32)
     pop = (np.arange(300) % 4).astype(np.uint32)

@@ -33,7 +33,6 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 IZHIKEVICH, LIF, ADEX = 0, 1, 2
-MODEL_IDS = {"izhikevich": IZHIKEVICH, "lif": LIF, "adex": ADEX}
 # per-afferent inputs of the loop, rows of `common` (float32 [len(COMMON), N])
 COMMON = ("saturation", "bias", "scale", "noise_sd", "noise_scaling", "noise_decay", "noise_kick", "refractory")
 # per-model parameter rows (float32 [k, N]) and state rows

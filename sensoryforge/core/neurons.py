@@ -34,7 +34,7 @@ class SpikingModel:
     name = ""
     params_cls: type = object
     varied: tuple[str, ...] = ()  # parameters that get per-neuron variability
-    kernel_id = -1
+    kernel_id = -1  # its model number in core/kernel.py (IZHIKEVICH, LIF, ADEX)
 
     def __init__(self, p: dict[str, torch.Tensor], dt: float):
         self.p, self.dt = p, dt
