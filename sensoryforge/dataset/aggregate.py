@@ -2,6 +2,8 @@
 by default):
   results.h5           HDF5 (hdf5.py), streamed stimulus by stimulus
   results.pt           {'metadata', 'results': [...]} with sparse COO bool spikes (pytorch.py)
+  results.nwb          with fmt="nwb" (its own choice; "both" is hdf5 + pytorch): trials = stimuli,
+                       units = afferents, spike times on the trials' timeline (nwb.py)
   stimulus_index.json  stim_NNNN -> flat parameter dict
   raw.csv, summary.csv, consensus.csv   see tables.py
   sweep.png / heatmap.png               see plots.py
@@ -51,7 +53,7 @@ from sensoryforge.dataset.jobs import NpzReader
 from sensoryforge.dataset.pytorch import PT_BYTES_PER_SPIKE, PT_WARN_MB, PtWriter
 
 DATASET_FORMAT = "sensoryforge-dataset/1"
-FORMATS = ("hdf5", "pytorch", "both")
+FORMATS = ("hdf5", "pytorch", "both", "nwb")
 
 
 def release_memory() -> None:
@@ -116,8 +118,9 @@ def aggregate(
 ) -> dict:
     """Build the dataset, summaries and plots of `dirs` in `out`. Returns batch_metadata's dict.
 
-    fmt: hdf5, pytorch or both. intermediates: copy saved intermediates into the datasets.
-    plots: write sweep.png / heatmap.png. measures / keys: what the plots show (default: chosen).
+    fmt: hdf5, pytorch, both (the two) or nwb (results.nwb alone). intermediates: copy saved
+    intermediates into the datasets. plots: write sweep.png / heatmap.png. measures / keys: what
+    the plots show (default: chosen).
     log: a print-like function for messages (default: stderr). layout: results.h5's layout
     (hdf5.LAYOUTS: groups, the documented one, or ragged).
     """
@@ -148,6 +151,12 @@ def aggregate(
             say(f"results.pt: {n_spikes} spikes = {pt_mb:.0f} MB of sparse indices, held in memory while "
                 "it is written and when it is loaded; results.h5 (--format hdf5) streams instead")
         pt = PtWriter(out / "results.pt", items, swept, meta, intermediates)
+    nwb = None
+    if fmt == "nwb":
+        from sensoryforge.dataset.nwb import NwbWriter  # pynwb: only when NWB is written
+
+        with _timed(timing, "nwb"):
+            nwb = NwbWriter(out / "results.nwb", items, swept, meta)
     consensus = Consensus(group_keys(items, swept))
     if fmt in ("hdf5", "both"):
         with _timed(timing, "hdf5"):
@@ -161,7 +170,12 @@ def aggregate(
             h5.__exit__(None, None, None)
         files.append("results.h5")
     else:
-        one_pass(items, [pt], consensus, intermediates, timing)
+        one_pass(items, [pt, nwb], consensus, intermediates, timing)
+    if nwb is not None:
+        with _timed(timing, "nwb"):
+            nwb.write()
+            del nwb
+        files.append("results.nwb")
     if pt is not None:
         with _timed(timing, "pytorch"):
             meta["intermediates"] = pt.write()
@@ -187,7 +201,7 @@ def aggregate(
     meta["files"] = files + ["batch_metadata.json"]
     meta["aggregation_runtime_s"] = round(time.perf_counter() - t0, 3)
     # where the time went (s): collect (reading and checking the job folders), index
-    # (stimulus_index.json), read (the arrays, in the one pass), hdf5, pytorch, tables, plots
+    # (stimulus_index.json), read (the arrays, in the one pass), hdf5, pytorch, nwb, tables, plots
     meta["aggregation_timing_s"] = {k: round(v, 4) for k, v in timing.items()}
     stale = [f for f in previous_files(out) if f not in meta["files"]]
     write_json(out / "batch_metadata.json", meta)

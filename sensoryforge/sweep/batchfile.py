@@ -12,7 +12,7 @@ The file's parts map onto SensoryForge as follows:
   base_config.temporal.{t_pre,t_ramp,t_plateau} -> stimulus.* of every sweep (whose type has them)
   base_config.temporal.t_post         -> pipeline.duration = t_pre + 2 t_ramp + t_plateau + t_post
   batch.output_dir                    -> hydra.sweep.dir
-  batch.save_format (pytorch|hdf5|both) -> dataset.format
+  batch.save_format (pytorch|hdf5|both|nwb) -> dataset.format
   batch.save_intermediates            -> pipeline.save_intermediates
   batch.stimuli[i]                    -> one sweep block: stimulus=<type without _sweep>,
       parameters.<name>: [values]     -> stimulus.<name>=v1,v2,...  (duration -> pipeline.duration)
@@ -55,7 +55,7 @@ from sensoryforge.core.params import (
 from sensoryforge.core.schema import POPULATIONS, Config, PipelineConfig, PopulationConfig
 from sensoryforge.core.stimuli import REGISTRY
 
-_FORMATS = {"pytorch": "pytorch", "hdf5": "hdf5", "both": "both"}
+_FORMATS = {"pytorch": "pytorch", "hdf5": "hdf5", "both": "both", "nwb": "nwb"}
 MAX_BYTES = 16 * 2**20  # a batch file is a few kB; refuse before reading something huge
 MAX_STIMULI = 1_000_000  # in one batch file: more would keep the planner busy for hours
 
