@@ -174,8 +174,27 @@ class OutcomeConfig:
 
 @dataclass
 class DatasetConfig:
-    format: str = param("both", "", "in:both,hdf5,pytorch", "dataset files written when a sweep ends")
+    format: str = param("both", "", "in:both,hdf5,pytorch,nwb",
+                         "dataset files written when a sweep ends: both = hdf5 + pytorch; nwb = results.nwb")
     name: str | None = param(None, "", None, "batch id; default: the sweep folder's name")
+
+
+@dataclass
+class SensitivityConfig:
+    """experiment=sensitivity: a Morris screening (or Sobol indices) over chosen parameters, run as
+    one sweep and analysed with SALib into sensitivity.csv / .png (sensoryforge/sweep/sensitivity.py)."""
+
+    method: str = param("morris", "", "in:morris,sobol", "Morris elementary effects (screening) or Sobol indices")
+    parameters: dict[str, Any] = param(
+        {}, "", None, "dotted key -> [low, high] (real-valued keys; a range of null leaves the key out)"
+    )
+    trajectories: int = param(10, "", ">=2", "Morris: trajectories r; points = r x (parameters + 1)")
+    levels: int = param(4, "", ">=2", "Morris: grid levels p, even")
+    samples: int = param(64, "", ">=2", "Sobol: base samples N, a power of 2; points = N x (parameters + 2)")
+    repetitions: int = param(1, "", ">=1", "noise repetitions per point (repetition=0..k-1); measures averaged")
+    seed: int = param(0, "", ">=0", "seed of the sample and of the bootstrap confidence intervals")
+    resamples: int = param(1000, "", ">=1", "bootstrap resamples of the confidence intervals")
+    measures: list[str] | None = param(None, "", None, "measures analysed (full or short names); null = every one")
 
 
 @dataclass
@@ -185,6 +204,7 @@ class Config:
     stimulus: Any = "???"  # a registered stimulus type (stimulus=<type>), required
     outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    sensitivity: SensitivityConfig | None = None  # experiment=sensitivity sets it
     seed: int = param(0, "", ">=0", "base seed of the trial noise")
     repetition: int = param(0, "", ">=0", "trial index; the noise seed derives from (seed, repetition)")
     dry_run: bool = param(False, "", None, "print what would run, with estimates; simulate nothing")
@@ -202,5 +222,6 @@ class Config:
 # command-line and testing switches: never part of a sweep point, a fingerprint or a table
 SWITCHES = ("chunk", "dry_run", "batch_file", "fail_stimuli")
 # keys that change neither spikes nor outcomes: left out of fingerprints and datasets' configs
-NON_RESULT_KEYS = ("chunk", "dry_run", "fail_stimuli", "dataset", "batch_file", "objective", "validation_checks")
+NON_RESULT_KEYS = ("chunk", "dry_run", "fail_stimuli", "dataset", "batch_file", "objective", "validation_checks",
+                   "sensitivity")
 NON_RESULT_PIPELINE_KEYS = ("batch_size", "threads", "save_intermediates")

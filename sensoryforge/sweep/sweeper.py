@@ -21,7 +21,7 @@ from sensoryforge.core.params import ConfigError
 from sensoryforge.core.text import clock, closed_pipe_exit, compact_ids
 from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
 from sensoryforge.dataset.jobs import JOB_FILE, write_lost
-from sensoryforge.sweep import launchers, progress
+from sensoryforge.sweep import launchers, progress, sensitivity
 from sensoryforge.sweep.batchfile import load_batch_file
 from sensoryforge.sweep.estimate import check_disk, check_memory, disk_mb, print_dry_run
 from sensoryforge.sweep.lock import sweep_lock
@@ -49,6 +49,7 @@ def run_sweep(sweeper, arguments: list[str]) -> Any:
         if config.get("dry_run"):
             return dry_run(sweeper, plan, sweep_dir)
         with sweep_lock(sweep_dir):
+            sensitivity.keep_spec(sweep_dir, plan.get("sensitivity"))  # what finish() analyses
             return execute(sweeper, plan, sweep_dir)
     except ConfigError as e:
         print(f"sensoryforge: error: {e}", file=sys.stderr)
@@ -70,10 +71,14 @@ def prepare(sweeper, arguments: list[str]) -> dict:
         blocks = batch.blocks
         if batch.ignored:
             log.warning("batch_file: no equivalent for %s; SensoryForge's defaults apply", ", ".join(batch.ignored))
+    spec = None
+    if config.get("sensitivity") is not None:  # experiment=sensitivity: its sample's points are the blocks
+        spec, blocks = sensitivity.plan_blocks(config.sensitivity, blocks, dict(sweeper.params or {}), arguments,
+                                               loader, lambda ov: loader.load_sweep_config(config, ov))
     sweep = expand(dict(sweeper.params or {}), blocks, arguments, loader)  # never empty: expand refuses empty sweeps
     check_sweep(sweep, lambda ov: loader.load_sweep_config(config, ov))
     check_fits(sweeper, sweep, Path(str(config.hydra.sweep.dir)))
-    return {"sweep": sweep, "batch": batch, "t0": time.time()}
+    return {"sweep": sweep, "batch": batch, "t0": time.time(), "sensitivity": spec}
 
 
 def check_fits(sweeper, sweep: Sweep, sweep_dir: Path) -> None:
@@ -100,6 +105,8 @@ def dry_run(sweeper, plan: dict, sweep_dir: Path) -> list:
     done, chunks, size = _chunks(sweeper, plan["sweep"], sweep_dir)
     parallel, _ = launchers.parallelism(sweeper.config.hydra.launcher)
     print_dry_run(sweeper.config, plan["sweep"], done, chunks, size, sweep_dir, parallel)
+    if plan.get("sensitivity") is not None:
+        print("  " + sensitivity.describe_points(plan["sensitivity"], plan["sweep"].n))
     return []
 
 
@@ -167,10 +174,12 @@ def finish(sweep_dir: Path, n: int, t0: float, fmt: str, name: str | None) -> di
         "sweep finished in %s: %d of %d stimuli ok, %d not; dataset in %s",
         clock(time.time() - t0), report["num_stimuli"], n, len(failed), sweep_dir,
     )
+    analysed = sensitivity.finish(sweep_dir)  # experiment=sensitivity: sensitivity.csv / .png
     if failed:
         print(f"{len(failed)} of {n} stimuli not in the dataset (batch_metadata.json: failed_stimuli):",
               file=sys.stderr)
         for line in problem_lines(failed):
             print(f"  {line}", file=sys.stderr)
+    if failed or not analysed:
         sys.exit(1)
     return report
