@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import joblib
 import pytest
 from dataset_equal import assert_same_dataset
 
@@ -64,11 +65,59 @@ def test_parallel_launcher_threads_follow_n_jobs(tmp_path):
 
 
 def test_parallel_jobs_follows_joblib_n_jobs():
-    assert parallel_jobs(-1, 8) == 8
-    assert parallel_jobs(-2, 8) == 7
-    assert parallel_jobs(-20, 8) == 1
+    assert parallel_jobs(-1, 8) == 8  # every core
+    assert parallel_jobs(-2, 8) == 7  # all but one
+    assert parallel_jobs(-8, 8) == 1  # all but seven: the last value that leaves a worker
     assert parallel_jobs(3, 8) == 3
-    assert parallel_jobs(0, 8) == 1
+    assert parallel_jobs(12, 8) == 12  # more than the cores: joblib runs them (oversubscribed)
+    assert parallel_jobs(None, 8) == 1  # joblib's default: one at a time
+    # the default core count is joblib's, and the cores this process may use: the lower of both
+    cores = min(available_cores(), joblib.cpu_count())
+    assert parallel_jobs(-1) == cores
+    # joblib's own answer, where it has one (it says 1 for what is refused here)
+    with joblib.parallel_config(backend="loky"):
+        for n in (-1, -joblib.cpu_count(), 1, 3, 2 * joblib.cpu_count()):
+            assert parallel_jobs(n, joblib.cpu_count()) == joblib.effective_n_jobs(n)
+
+
+@pytest.mark.parametrize(
+    "n_jobs, why",
+    [
+        (0, "0 is no worker"),
+        (-9, "all 8 cores but 8 is no worker"),
+        (-20, "all 8 cores but 19 is no worker"),
+        (1.5, "not an integer"),
+        ("4", "not an integer"),
+        (True, "not an integer"),
+    ],
+)
+def test_a_worker_count_below_one_is_refused_in_one_line(n_jobs, why):
+    """joblib would quietly run one worker (or raise deep in a worker for 0): refused up front."""
+    from omegaconf import OmegaConf
+
+    from sensoryforge.core.params import ConfigError
+    from sensoryforge.sweep.launchers import check_launcher
+
+    line = (f"hydra.launcher.n_jobs={n_jobs}: must be 1, 2, ... (jobs at a time) or -1 .. -8 "
+            f"(all 8 cores but |n| - 1: -1 every core, -2 all but one); {why}")
+    with pytest.raises(ConfigError) as e:
+        parallel_jobs(n_jobs, 8)
+    assert str(e.value) == line and "\n" not in line
+    launcher = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+                                 "n_jobs": n_jobs})
+    with pytest.raises(ConfigError, match=re.escape(line)):
+        check_launcher(launcher, cores=8)
+    check_launcher(OmegaConf.create({"n_jobs": -8}), cores=8)  # all but seven of 8: one worker, fine
+
+
+@pytest.mark.slow
+def test_n_jobs_is_refused_before_the_sweep_starts(tmp_path):
+    cores = min(available_cores(), joblib.cpu_count())
+    r = run_cli(["-m", *TINY, "stimulus.amplitude=10,20", "hydra/launcher=parallel",
+                 f"hydra.launcher.n_jobs={-cores - 1}", "hydra.sweep.dir=sweep"], tmp_path)
+    assert r.returncode != 0 and not (tmp_path / "sweep").exists()
+    assert f"hydra.launcher.n_jobs={-cores - 1}: must be 1, 2, ... (jobs at a time) or -1 .. -{cores}" in r.stderr
+    assert f"; all {cores} cores but {cores} is no worker" in r.stderr
 
 
 def _hydra(*overrides):
@@ -108,7 +157,7 @@ def test_slurm_preset_values():
     assert parallelism(launcher) == (64, True)
     par = _hydra("hydra/launcher=parallel").launcher
     assert par._target_.endswith("JoblibLauncher") and par.n_jobs == -1
-    assert parallelism(par) == (available_cores(), False)
+    assert parallelism(par) == (min(available_cores(), joblib.cpu_count()), False)
 
 
 @pytest.mark.slow

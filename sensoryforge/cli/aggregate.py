@@ -22,20 +22,24 @@ def _csv_list(text: str | None) -> list[str] | None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sensoryforge-aggregate",
-        description="Collect sweep folders into one dataset (results.h5, results.pt, stimulus_index.json, "
+        description="Collect sweep folders into one dataset (results.h5, results.pt or results.nwb, stimulus_index.json, "
         "batch_metadata.json), tables (raw.csv, summary.csv, consensus.csv) and plots. "
         "--plot and --compare only plot or compare (the dataset is left as it is).",
     )
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="sweep folders (or single-run folders)")
     p.add_argument("-o", "--out", type=Path, help="output folder (default: the only DIR; required with several)")
-    p.add_argument("--format", choices=FORMATS, default="both", help="dataset files to write")
+    p.add_argument("--format", choices=FORMATS, default="both",
+                   help="dataset files to write: both = hdf5 + pytorch; nwb = results.nwb (Neurodata Without Borders)")
     p.add_argument("--layout", choices=LAYOUTS, default="groups",
                    help="results.h5: groups (per-stimulus groups, the documented layout) or ragged "
                    "(one spike-index and one offsets array per population: much faster to write and read)")
     p.add_argument("--name", help="batch id (default: the folder's name)")
     p.add_argument("--no-intermediates", action="store_true", help="leave saved intermediates out of the datasets")
     p.add_argument("--no-plots", action="store_true", help="no sweep.png / heatmap.png")
-    p.add_argument("--measures", help="comma-separated outcome measures to plot / compare (default: chosen)")
+    p.add_argument("--measures",
+                   help="comma-separated outcome measures to plot / compare, every one of them (default: "
+                   "outcome.primary and its kind in every population): full names (sa_rate_mean) or short "
+                   "ones that take every series that has them (time_to_50, auc, rate_auc, sa_auc)")
     p.add_argument("--keys", help="comma-separated swept keys for the x axis (and y axis) of the sweep plot")
     p.add_argument("--validate", action="store_true", help="also run the physiology battery on the dataset's config")
     p.add_argument("--plot", metavar="STIM_ID", action="append",

@@ -2,7 +2,8 @@
 (every command's start, dry runs) need them, the computation (core/outcomes.py) needs torch.
 
 Series are <population>_rate or <population>_count; measures mean, peak, final, auc and
-time_to_N; a computed measure is named <series>_<measure>.
+time_to_N; a computed measure is named <series>_<measure>. `resolve_measures` reads the names a
+user gives (`--measures`): full ones, or short ones that stand for every computed measure they end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from sensoryforge.core.schema import POPULATIONS
 KINDS = ("rate", "count")
 MEASURES = ("mean", "peak", "final", "auc", "time_to_N")
 TIME_TO = re.compile(r"^time_to_(\d+(\.\d+)?)$")
+# <population>_<kind>_<measure> (longest population names first: sa2_... is not read as sa)
+_POPS = "|".join(sorted(POPULATIONS, key=len, reverse=True))
+MEASURE_NAME = re.compile(rf"^(?P<pop>{_POPS})_(?P<kind>{'|'.join(KINDS)})_(?P<m>.+)$")
 
 
 def parse_outcomes(outcome) -> list[tuple[str, str]]:
@@ -43,3 +47,54 @@ def _parse(series: tuple, measures: tuple, primary: str) -> tuple[tuple[str, str
             f"e.g. {', '.join(names[:4])}"
         )
     return pairs
+
+
+def resolve_measures(names, available, option: str = "--measures", where: str = "computed"
+                     ) -> tuple[list[str], list[str]]:
+    """The measure columns that `names` stand for, in the order given, and a note for each short
+    name that stood for several. A name is a full column (`sa_rate_mean`) or a short one: the
+    measure (`auc`, `time_to_50`: every series'), kind and measure (`rate_auc`: every
+    population's rate) or population and measure (`sa_auc`: SA's rate and count). A short name
+    takes every computed measure it matches, in the table's order (one per population is the
+    common case, and the one a user means); a name that matches nothing is refused in one line
+    with the measures there are (`where` says where they are)."""
+    available = list(available)
+    out: list[str] = []
+    notes: list[str] = []
+    bad: list[str] = []
+    for name in names:
+        if name in available:
+            hits = [name]
+        else:
+            hits = [c for c in available if _matches(name, c)]
+            if len(hits) > 1:
+                notes.append(f"{option} {name}: {', '.join(hits)}")
+        if not hits:
+            bad.append(name)
+        out += [h for h in hits if h not in out]
+    if bad:
+        raise ConfigError(
+            f"{option} {','.join(bad)}: unknown measure; {where}: {_listing(available)} (a full name, "
+            "e.g. sa_rate_auc, or a short one for every series that has it: auc, rate_auc, sa_auc)"
+        )
+    return out, notes
+
+
+def _listing(columns: list[str]) -> str:
+    """'mean, auc of sa_rate, ra_rate' when the columns are every series x every measure, else
+    the columns one by one."""
+    parsed = [MEASURE_NAME.match(c) for c in columns]
+    if not columns or not all(parsed):
+        return ", ".join(columns) or "none"
+    series = list(dict.fromkeys(f"{m['pop']}_{m['kind']}" for m in parsed))
+    measures = list(dict.fromkeys(m["m"] for m in parsed))
+    if len(columns) != len(series) * len(measures):
+        return ", ".join(columns)
+    return f"{', '.join(measures)} of {', '.join(series)}"
+
+
+def _matches(short: str, column: str) -> bool:
+    m = MEASURE_NAME.match(column)
+    if not m:
+        return False
+    return short in (m["m"], f"{m['kind']}_{m['m']}", f"{m['pop']}_{m['m']}")

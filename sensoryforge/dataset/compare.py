@@ -8,8 +8,12 @@ over all stimuli pooled.
 
 Per test: n, mean and std of A and B, diff = mean_B - mean_A, Welch's t-test (unequal
 variances) p, Cohen's d = diff / pooled sd, the Holm-Bonferroni adjusted p over every test of the
-comparison, `significant` = adjusted p < alpha, and with bootstrap=N a percentile 95% CI of diff
-from N resamples of each side (seeded: the same table every time).
+comparison, `significant` = adjusted p < alpha, and with bootstrap=N a 95% CI of diff from N
+resamples of each side (`scipy.stats.bootstrap`, BCa: it corrects the bias and skew of the
+resampled differences, which spike counts near zero and latencies have; seeded: the same table
+every time), NaN where there is nothing to resample (a side with n < 2, both sides constant), with
+the reason in `diff_ci95_note`. With few seeds (n < ~10 a side) a bootstrap interval is narrower
+than it should be (it resamples the few values there are); the t-test's p is the safer guide there.
 Degenerate cases: a side with n < 2 gives no test (p NaN); both sides constant (spread under 1e-9
 of the values: rounding) gives p = 1, d = 0 if the values are equal, else p = 0, d = +-inf (a
 certain difference, the limit of Welch's test); NaN values (time_to_N never reached) are left
@@ -26,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sensoryforge.core.outcome_names import resolve_measures
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.text import fmt
 from sensoryforge.dataset.collection import collect, key_value, point_keys
@@ -80,15 +85,43 @@ def welch(a: np.ndarray, b: np.ndarray) -> dict:
             "diff": diff, "t": t, "p": p, "cohen_d": d}
 
 
-def bootstrap_ci(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator) -> tuple[float, float]:
+_BATCH_VALUES = 4_000_000
+
+
+def _diff_of_means(a, b, axis=-1):
+    """The bootstrap's statistic, vectorized: mean of b - mean of a along `axis`."""
+    return np.mean(b, axis=axis) - np.mean(a, axis=axis)
+
+
+def bootstrap_ci(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator,
+                 level: float = 0.95) -> tuple[float, float, str]:
+    """(low, high, note): the BCa bootstrap interval of mean(b) - mean(a) from `n` resamples of
+    each side (scipy.stats.bootstrap, drawn from `rng`), finite values only. NaN with a note
+    where the bootstrap has nothing to resample: a side with n < 2, or both sides constant
+    (spread under 1e-9 of the values, as in `welch`). Where BCa's correction is undefined (a
+    bootstrap distribution with too many ties), the percentile interval of the same resamples,
+    said in the note. No warning leaks."""
     a = a[np.isfinite(a)]
     b = b[np.isfinite(b)]
-    if not a.size or not b.size:
-        return math.nan, math.nan
-    ma = a[rng.integers(0, a.size, size=(n, a.size))].mean(1)
-    mb = b[rng.integers(0, b.size, size=(n, b.size))].mean(1)
-    lo, hi = np.percentile(mb - ma, [2.5, 97.5])
-    return float(lo), float(hi)
+    if a.size < 2 or b.size < 2:
+        return math.nan, math.nan, "no interval: n < 2 on a side"
+    tiny = 1e-9 * max(abs(float(a.mean())), abs(float(b.mean())), 1e-300)
+    if np.ptp(a) <= tiny and np.ptp(b) <= tiny:
+        return math.nan, math.nan, "no interval: both sides constant"
+    # resamples (and BCa's jackknife) `batch` at a time: memory about batch x n values, so a pooled
+    # comparison of large sweeps stays within tens of MB (a seed-sized sample is one batch)
+    batch = max(1, _BATCH_VALUES // max(a.size, b.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DegenerateDataWarning, and BCa's 0/0 (handled below)
+        res = stats.bootstrap((a, b), _diff_of_means, n_resamples=n, vectorized=True, method="BCa",
+                              confidence_level=level, rng=rng, batch=batch)
+        ci, note = res.confidence_interval, ""
+        if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+            ci = stats.bootstrap((a, b), _diff_of_means, n_resamples=0, vectorized=True,
+                                 method="percentile", confidence_level=level,
+                                 bootstrap_result=res).confidence_interval
+            note = "percentile interval: BCa undefined (ties)"
+    return float(ci.low), float(ci.high), note
 
 
 def _side(dirs):
@@ -117,11 +150,9 @@ def compare(a_dirs, b_dirs, alpha: float = 0.05, bootstrap: int = 0, measures: l
     ra, rb = raw_table(A.items, A.swept), raw_table(B.items, B.swept)
     ma, mb = measure_columns(ra, A.swept), measure_columns(rb, B.swept)
     common = [m for m in ma if m in mb]
+    notes: list[str] = []
     if measures:
-        bad = [m for m in measures if m not in common]
-        if bad:
-            raise ConfigError(f"--measures {','.join(bad)}: not computed in both; common: {', '.join(common)}")
-        common = list(measures)
+        common, notes = resolve_measures(measures, common, where="computed in both")
     if not common:
         raise ConfigError("--compare: the two sweeps have no outcome measure in common")
     keys = list(dict.fromkeys(point_keys(A.swept) + point_keys(B.swept)))
@@ -145,14 +176,15 @@ def compare(a_dirs, b_dirs, alpha: float = 0.05, bootstrap: int = 0, measures: l
     table["p_holm"] = holm(table["p"].to_numpy())
     table["significant"] = table["p_holm"] < alpha
     if bootstrap:
-        rng = np.random.default_rng(seed)
-        cis = [bootstrap_ci(r["_a"], r["_b"], bootstrap, rng) for _, r in table.iterrows()]
+        rng = np.random.default_rng(seed)  # one stream, rows in table order: the same table every time
+        cis = [bootstrap_ci(a, b, bootstrap, rng) for a, b in zip(table["_a"], table["_b"])]
         table["diff_ci95_low"] = [c[0] for c in cis]
         table["diff_ci95_high"] = [c[1] for c in cis]
+        table["diff_ci95_note"] = [c[2] for c in cis]
     table = table.drop(columns=["_a", "_b"])
     table.insert(0, "mode", mode)
     text = digest(table, mode, keys, A, B, len(pa), len(pb), len(matched), alpha, bootstrap)
-    return table, text
+    return table, "\n".join([*notes, text])
 
 
 def _name(col) -> str:
@@ -173,6 +205,12 @@ def digest(table, mode, keys, A, B, na, nb, nm, alpha, bootstrap) -> str:
     lines.append(f"{tested} tests (Welch), Holm-Bonferroni at alpha={alpha:g}; "
                  f"{int(table['significant'].sum())} significant. diff and d are B - A.")
     boot = bootstrap and "diff_ci95_low" in table
+    if boot:
+        lines.append(f"bootstrap 95% CI of diff: BCa, {bootstrap} resamples per test")
+        reasons = table.loc[table["diff_ci95_note"] != "", "diff_ci95_note"].value_counts()
+        if len(reasons):
+            lines.append("  " + "; ".join(f"{v} test{'s' if v != 1 else ''}: {k}" for k, v in reasons.items())
+                         + " (diff_ci95_note in compare.csv)")
     if mode == "pooled" or nm == 1:
         head = f"{'measure':<22}{'mean A':>11}{'mean B':>11}{'n':>7}{'p':>10}{'p Holm':>10}{'d':>8}  sig"
         if boot:

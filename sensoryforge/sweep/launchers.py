@@ -53,10 +53,38 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def parallel_jobs(n_jobs: int, cores: int) -> int:
-    """Jobs at a time for a joblib-style n_jobs: n, or when negative all cores but |n| - 1."""
-    n = int(n_jobs)
-    return max(1, cores + 1 + n if n < 0 else n)
+def parallel_jobs(n_jobs, cores: int | None = None) -> int:
+    """Jobs at a time for the joblib launcher's n_jobs, by joblib's own rule (its loky backend's
+    `effective_n_jobs`): n >= 1 is n, negative is all cores but |n| - 1 (-1 every core), None is
+    one (joblib's default). Where joblib would quietly run one worker for a value that means none
+    (0, or -5 on 2 cores), this refuses it in one line.
+
+    `cores` defaults to the cores both counts allow: joblib's (`joblib.cpu_count()`, which Hydra's
+    joblib launcher resolves n_jobs against: the CPU affinity, a cgroup CPU quota such as docker's
+    --cpus, LOKY_MAX_CPU_COUNT) and `available_cores()` (Slurm's allocation, the affinity). They
+    agree but for a container's CPU quota, which only joblib sees (joblib starts that many
+    workers: the lower count is the true one), and a Slurm job whose CPUs are not pinned, where
+    joblib sees the whole node (it then starts more workers than this counts)."""
+    from sensoryforge.core.params import ConfigError
+
+    if n_jobs is None:
+        return 1
+    if cores is None:
+        import joblib
+
+        cores = min(available_cores(), joblib.cpu_count())
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int):
+        why = "not an integer"
+    elif n_jobs == 0:
+        why = "0 is no worker"
+    elif n_jobs < 0 and cores + 1 + n_jobs < 1:
+        why = f"all {cores} cores but {-n_jobs - 1} is no worker"
+    else:
+        return n_jobs if n_jobs > 0 else cores + 1 + n_jobs
+    raise ConfigError(
+        f"hydra.launcher.n_jobs={n_jobs}: must be 1, 2, ... (jobs at a time) or -1 .. -{cores} "
+        f"(all {cores} cores but |n| - 1: -1 every core, -2 all but one); {why}"
+    )
 
 
 def parallelism(launcher: DictConfig) -> tuple[int, bool]:
@@ -66,7 +94,7 @@ def parallelism(launcher: DictConfig) -> tuple[int, bool]:
         return int(launcher.get("array_parallelism", 256) or 256), True
     jobs = launcher.get("n_jobs", None)
     if jobs is not None:
-        return parallel_jobs(jobs, available_cores()), False
+        return parallel_jobs(jobs), False
     return 1, False
 
 
@@ -98,14 +126,8 @@ def check_launcher(launcher: DictConfig, cores: int | None = None) -> None:
     mem = launcher.get("mem_gb", None)
     if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or not 0 < mem < 1e6):
         raise ConfigError(f"hydra.launcher.mem_gb={mem}: must be a number > 0 (GB per task)")
-    jobs = launcher.get("n_jobs", None)
-    if jobs is not None:
-        cores = cores or available_cores()
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -cores:
-            raise ConfigError(
-                f"hydra.launcher.n_jobs={jobs}: must be an integer >= 1 (jobs at a time), or -1 .. -{cores} "
-                f"(all {cores} cores but |n| - 1)"
-            )
+    if "n_jobs" in launcher:  # the joblib launcher: a worker count that is not >= 1 is refused
+        parallel_jobs(launcher.get("n_jobs"), cores)
 
 
 def configure_threads(threads: int) -> None:
