@@ -23,6 +23,7 @@ from sensoryforge.core.response import encode_batch
 from sensoryforge.core.simulator import Simulator, noise_seed
 from sensoryforge.core.stimuli import Stimulus
 from sensoryforge.dataset.jobs import JOB_FILE, write_arrays, write_record
+from sensoryforge.sweep import progress
 
 log = logging.getLogger("sensoryforge")
 
@@ -113,6 +114,7 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / JOB_FILE).unlink(missing_ok=True)  # a stale marker must not outlive a re-run
+    (out_dir / progress.LEDGER).unlink(missing_ok=True)  # nor an earlier run's progress
     pipeline = cfg.pipeline
     sim = Simulator(pipeline, cfg.neurons)
     batch = pipeline.batch_size or sim.auto_batch()
@@ -143,6 +145,7 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
             "fingerprint": s.fingerprint,
             "status": "failed",
         }
+    ledger = progress.Ledger(out_dir, len(specs)) if cfg.chunk else None
     t_built = time.perf_counter()
     for start in range(0, len(specs), batch):
         group = specs[start : start + batch]
@@ -159,6 +162,9 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
                     records[s.id]["traceback"] = traceback.format_exc()
                     if cfg.chunk:  # a single run says it once, as its exit message
                         log.error("%s failed: %s", s.id, records[s.id]["error"])
+        if ledger:
+            ledger.add([s.id for s in group if records[s.id]["status"] == "ok"],
+                       {s.id: records[s.id].get("error", "failed") for s in group if records[s.id]["status"] != "ok"})
 
     t_simulated = time.perf_counter()
     files = arrays.write(out_dir)

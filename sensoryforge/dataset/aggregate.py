@@ -115,6 +115,7 @@ def aggregate(
     keys: list[str] | None = None,
     log=None,
     layout: str = "groups",
+    progress: bool = False,
 ) -> dict:
     """Build the dataset, summaries and plots of `dirs` in `out`. Returns batch_metadata's dict.
 
@@ -122,7 +123,8 @@ def aggregate(
     intermediates into the datasets. plots: write sweep.png / heatmap.png. measures / keys: what
     the plots show (default: chosen).
     log: a print-like function for messages (default: stderr). layout: results.h5's layout
-    (hdf5.LAYOUTS: groups, the documented one, or ragged).
+    (hdf5.LAYOUTS: groups, the documented one, or ragged). progress: a bar (or plain periodic
+    lines) over the stimuli as they are written.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt}: must be one of {', '.join(FORMATS)}")
@@ -162,7 +164,7 @@ def aggregate(
         with _timed(timing, "hdf5"):
             h5 = H5Writer(out / "results.h5", items, swept, meta, intermediates, layout)
         try:
-            one_pass(items, [h5, pt], consensus, intermediates, timing)
+            one_pass(items, [h5, pt], consensus, intermediates, timing, progress)
         except BaseException:
             h5.__exit__(*sys.exc_info())  # no results.h5 (atomic): the error goes on
             raise
@@ -170,7 +172,7 @@ def aggregate(
             h5.__exit__(None, None, None)
         files.append("results.h5")
     else:
-        one_pass(items, [pt, nwb], consensus, intermediates, timing)
+        one_pass(items, [pt, nwb], consensus, intermediates, timing, progress)
     if nwb is not None:
         with _timed(timing, "nwb"):
             nwb.write()
@@ -222,10 +224,14 @@ def _timed(timing: dict, part: str):
 GROUP = 256  # stimuli handed to the writers at a time: one job's, at most this many
 
 
-def one_pass(items: list[Item], writers: list, consensus, intermediates: bool, timing: dict) -> None:
+def one_pass(items: list[Item], writers: list, consensus, intermediates: bool, timing: dict,
+             progress: bool = False) -> None:
     """The one read of the job folders' arrays: each job's spike indices, series and (when a
     writer copies them) intermediates go to every writer and to the consensus table."""
+    from sensoryforge.sweep.progress import Bar
+
     writers = [w for w in writers if w is not None]
+    bar = Bar(len(items), "aggregate") if progress else None
     spikes, series, inter = NpzReader("spikes"), NpzReader("series"), NpzReader("intermediates")
     try:
         start = 0
@@ -244,7 +250,11 @@ def one_pass(items: list[Item], writers: list, consensus, intermediates: bool, t
             with _timed(timing, "tables"):
                 for it in group:
                     consensus.add(it, series)
+            if bar:
+                bar.update(len(group))
     finally:
+        if bar:
+            bar.close()
         spikes.close()
         series.close()
         inter.close()

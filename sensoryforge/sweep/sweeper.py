@@ -8,6 +8,8 @@ sensoryforge.dataset) -> report, and exit non-zero when anything failed.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import sys
@@ -119,6 +121,12 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
     if stale:
         log.info("removed %d temporary files left by an interrupted run", stale)
     done, chunks, size = _chunks(sweeper, sweep, sweep_dir)
+    batch = plan["batch"]
+    fmt = batch.format if batch and batch.format else config.dataset.format
+    name = batch.name if batch and batch.name else config.dataset.name
+    batch_id = name or sweep_dir.resolve().name  # as the dataset's metadata names it
+    print(f"Starting batch execution: {batch_id}\nTotal stimuli: {sweep.n}\nOutput directory: {sweep_dir}",
+          flush=True)
     if done:
         log.info(
             "resume: %d of %d stimuli already finished in %s, skipped: %s",
@@ -134,16 +142,30 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
         todo = sum(c.size for c in chunks.values())
         log.info("%d stimuli to run in %d jobs of up to %d (%s)", todo, len(chunks), size, sweep_dir)
         overrides = [[*sweep.jobs[c.job], f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, c in chunks.items()]
+        ids = {name: [sweep.id(i) for lo, hi in c.ranges for i in range(lo, hi)] for name, c in chunks.items()}
         returns = []
-        try:
-            returns = launchers.launch(launcher, overrides, initial_job_idx=0, composed=sweep.composed)
-        except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
-            log.error("launcher: %s", e)
+        with progress.Monitor(sweep_dir, ids, batch_id, sweep.n, [sweep.id(i) for i in done]), quiet_launcher():
+            try:
+                returns = launchers.launch(launcher, overrides, initial_job_idx=0, composed=sweep.composed)
+            except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
+                log.error("launcher: %s", e)
         record_lost_jobs(sweep, chunks, returns, sweep_dir)
-    batch = plan["batch"]
-    fmt = batch.format if batch and batch.format else config.dataset.format
-    name = batch.name if batch and batch.name else config.dataset.name
-    return finish(sweep_dir, sweep.n, plan["t0"], fmt, name)
+    return finish(sweep_dir, sweep.n, plan["t0"], fmt, batch_id)
+
+
+@contextlib.contextmanager
+def quiet_launcher():
+    """Hydra's basic launcher logs one line per job it starts: the progress bar says it instead."""
+    names = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def record_lost_jobs(sweep: Sweep, chunks: dict[str, Chunk], returns: list, sweep_dir: Path) -> None:
@@ -168,8 +190,11 @@ def finish(sweep_dir: Path, n: int, t0: float, fmt: str, name: str | None) -> di
     failed_stimuli with its reason), report, exit non-zero when any stimulus is not in it."""
     from sensoryforge.dataset.aggregate import aggregate, problem_lines  # h5py, torch: only now
 
-    report = aggregate([sweep_dir], sweep_dir, fmt=fmt, name=name)
+    report = aggregate([sweep_dir], sweep_dir, fmt=fmt, name=name, progress=True)
     failed = report["failed_stimuli"]
+    with open(sweep_dir / "stimulus_index.json") as f:  # the dataset's stimuli, as written
+        completed = list(json.load(f))
+    progress.write_checkpoint(sweep_dir, report["batch_id"], n, completed, failed, complete=not failed)
     log.info(
         "sweep finished in %s: %d of %d stimuli ok, %d not; dataset in %s",
         clock(time.time() - t0), report["num_stimuli"], n, len(failed), sweep_dir,
