@@ -22,8 +22,8 @@ from sensoryforge.core import outcomes
 from sensoryforge.core.response import encode_batch
 from sensoryforge.core.simulator import Simulator, noise_seed
 from sensoryforge.core.stimuli import Stimulus
+from sensoryforge.dataset import progress
 from sensoryforge.dataset.jobs import JOB_FILE, write_arrays, write_record
-from sensoryforge.sweep import progress
 
 log = logging.getLogger("sensoryforge")
 

@@ -41,10 +41,10 @@ def task(cfg: DictConfig) -> float:
         from sensoryforge.physiology.calibration import objective
 
         return objective(cfg, out)
+    from sensoryforge.dataset import progress
     from sensoryforge.dataset.files import DiskFull
     from sensoryforge.dataset.jobs import read_plan
     from sensoryforge.job import run, spec_from_config, spec_from_plan
-    from sensoryforge.sweep import progress
     from sensoryforge.sweep.launchers import configure_threads
 
     configure_threads(cfg.pipeline.threads)
@@ -120,6 +120,9 @@ def fail(message: str, code: int = 1) -> None:
 def main() -> None:
     """Console entry point: preflight checks, then Hydra. Ctrl-C stops with one line (written
     files are whole, temporary ones removed, finished stimuli kept for a resume)."""
+    # a log file on a full disk must not print a traceback per record: the full disk is
+    # reported once, as one line
+    logging.raiseExceptions = False
     try:
         argv = preflight(sys.argv[1:])
         if argv is None:  # handled entirely by the preflight (single-run dry run)

@@ -3,6 +3,7 @@ kill -9, the older batch format."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,11 +182,21 @@ def test_batch_file_dry_run_and_bad_type(cli, tmp_path):
     assert not (tmp_path / "legacy_out").exists()
 
 
+PLAIN_BAR = re.compile(r"^(simulate|aggregate): +(\d+)% (\d+)/(\d+) \[", re.M)
+
+
 @pytest.mark.parametrize("extra", [[], ["hydra.sweeper.chunk_size=3"]])
-def test_progress_lines_count_jobs(cli, extra):
+def test_progress_counts_stimuli_off_a_terminal(cli, monkeypatch, extra):
+    """Off a terminal the bar is plain lines (every SENSORYFORGE_PROGRESS_S seconds and at the
+    end) counting stimuli, not jobs, over the simulation and then the aggregation."""
+    monkeypatch.setenv("SENSORYFORGE_PROGRESS_S", "0.2")
     r = cli("-m", *GRID, *TINY, "hydra.sweep.dir=p", *extra)
-    assert r.returncode == 0
-    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if "ETA" in ln]
-    n = len(lines)
-    assert n >= 2
-    assert f"[{n}/{n}]" in lines[-1] and "elapsed" in lines[-1]
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout + r.stderr
+    assert out.index("Starting batch execution: p\nTotal stimuli: 8\nOutput directory: p") >= 0
+    bars = [(m[0], int(m[2]), int(m[3])) for m in PLAIN_BAR.findall(out)]
+    sim = [done for stage, done, _ in bars if stage == "simulate"]
+    assert sim and sim == sorted(sim) and sim[-1] == 8, out[-2000:]
+    assert {total for _, _, total in bars} == {8}
+    assert bars[-1] == ("aggregate", 8, 8)
+    assert "ETA" not in out and "[1/" not in out  # no per-job lines beside the bar

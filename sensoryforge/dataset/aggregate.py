@@ -228,7 +228,7 @@ def one_pass(items: list[Item], writers: list, consensus, intermediates: bool, t
              progress: bool = False) -> None:
     """The one read of the job folders' arrays: each job's spike indices, series and (when a
     writer copies them) intermediates go to every writer and to the consensus table."""
-    from sensoryforge.sweep.progress import Bar
+    from sensoryforge.dataset.progress import Bar
 
     writers = [w for w in writers if w is not None]
     bar = Bar(len(items), "aggregate") if progress else None

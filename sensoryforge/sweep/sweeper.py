@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.text import clock, closed_pipe_exit, compact_ids
+from sensoryforge.dataset import progress
 from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
 from sensoryforge.dataset.jobs import JOB_FILE, write_lost
-from sensoryforge.sweep import launchers, progress, sensitivity
+from sensoryforge.sweep import launchers, sensitivity
 from sensoryforge.sweep.batchfile import load_batch_file
 from sensoryforge.sweep.estimate import check_disk, check_memory, disk_mb, print_dry_run
 from sensoryforge.sweep.lock import sweep_lock
