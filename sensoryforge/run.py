@@ -124,7 +124,12 @@ def main() -> None:
     # reported once, as one line
     logging.raiseExceptions = False
     try:
-        argv = preflight(sys.argv[1:])
+        argv = sys.argv[1:]
+        if argv[:1] == ["batch"]:  # the older documentation's command (cli/batch.py)
+            from sensoryforge.cli.batch import to_hydra
+
+            argv = to_hydra(argv[1:])
+        argv = preflight(argv)
         if argv is None:  # handled entirely by the preflight (single-run dry run)
             return
         sys.argv = [sys.argv[0], *argv]

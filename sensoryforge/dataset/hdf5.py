@@ -35,12 +35,14 @@ import numpy as np
 from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.dataset.collection import Item, flat_params
 from sensoryforge.dataset.files import atomic
+from sensoryforge.dataset.intermediates import documented
 from sensoryforge.dataset.jobs import NpzReader
 
 LAYOUTS = ("groups", "ragged")
 # units of the arrays in responses/stim_NNNN (HDF5 attribute `unit`)
 UNITS = {"spikes": "bool", "drive": "rheobase units", "voltage": "mV (model units)",
-         "stimulus_spatial": "kPa", "stimulus_temporal": "1 (dimensionless)"}
+         "stimulus_spatial": "kPa", "stimulus_temporal": "1 (dimensionless)", "stimulus_times": "ms",
+         "stimulus": "kPa"}
 CHUNK_BYTES = 2**20  # a raster chunk: whole rows, at most this many bytes
 DEFLATE_SPIKES = 2**16  # spikes per call of deflate_chunks (its temporaries: ~500 bytes per spike)
 
@@ -384,12 +386,14 @@ class H5Writer:
                     continue
                 r = parent.require_group(it.id)
                 prefix = f"{it.record['id']}/"
-                for key in inter.files:
-                    if key.startswith(prefix):
-                        a = inter.view(key)
-                        d = r.create_dataset(key[len(prefix):], data=a, compression="gzip" if a.size else None,
-                                             compression_opts=4 if a.size else None)
-                        d.attrs["unit"] = _unit(key)
+                stored = {key[len(prefix):]: inter.view(key) for key in inter.files if key.startswith(prefix)}
+                made, aliases = documented(stored, it.job["dt"])
+                for name, a in {**stored, **made}.items():
+                    d = r.create_dataset(name, data=a, compression="gzip" if a.size else None,
+                                         compression_opts=4 if a.size else None)
+                    d.attrs["unit"] = _unit(name)
+                for alias, name in aliases.items():
+                    r[alias] = r[name]  # a hard link: the documented name, no second copy
 
     def _groups(self, entries, after: int) -> None:
         """Stimuli of self.rows[-len(entries) - after:-after or None]: groups, attributes, rasters."""

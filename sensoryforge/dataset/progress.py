@@ -10,7 +10,9 @@ chunks it launched (whichever process, worker or array task runs them) and
   line every `SENSORYFORGE_PROGRESS_S` seconds (default 10) when the output is a file (CI, Slurm),
 - keeps `checkpoint.json` in the sweep folder up to date: completed and failed stimulus ids, the
   latter with their errors (at most once a second while stimuli finish; `write_checkpoint` at the
-  end writes the dataset's account).
+  end writes the dataset's account). `completed` are saved: their job has written its folder, so
+  a resume skips them; `unsaved` are computed by a job still running, which writes them when it
+  ends (a kill before then loses them, and a resume computes them again).
 
 A job also prints its own periodic line into its log when it runs under Slurm, and one line when
 it ends (`report`) unless the submitting command draws the bar in the same terminal.
@@ -91,8 +93,10 @@ def read_ledger(path: Path, offset: int = 0) -> tuple[list[dict], int]:
 
 
 def write_checkpoint(sweep_dir: Path, batch_id: str, total: int, completed: list[str],
-                     failed: dict[str, str] | list[dict], complete: bool = False) -> None:
-    """checkpoint.json: the ids completed and failed (with errors) so far, atomically."""
+                     failed: dict[str, str] | list[dict], complete: bool = False,
+                     unsaved: list[str] = ()) -> None:
+    """checkpoint.json: the ids completed (saved), computed but not yet saved, and failed (with
+    errors) so far, atomically."""
     from sensoryforge.dataset.files import write_json
 
     if isinstance(failed, dict):
@@ -102,10 +106,12 @@ def write_checkpoint(sweep_dir: Path, batch_id: str, total: int, completed: list
         "num_planned": total,
         "num_completed": len(completed),
         "num_failed": len(failed),
+        "num_unsaved": len(unsaved),
         "complete": complete,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "output_dir": str(Path(sweep_dir).resolve()),
         "completed": completed,
+        "unsaved": list(unsaved),
         "failed": failed,
     })
 
@@ -159,6 +165,8 @@ class Monitor:
         self.chunks = chunks
         self.offsets = dict.fromkeys(chunks, 0)
         self.ok: dict[str, None] = dict.fromkeys(completed)  # ordered sets
+        self.chunk_of = {sid: name for name, ids in chunks.items() for sid in ids}
+        self.saved: set[str] = set()  # chunks whose job has written its folder (job.json)
         self.failed: dict[str, str] = {}
         self.todo = sum(len(v) for v in chunks.values())
         self.bar: Bar | None = None
@@ -170,6 +178,7 @@ class Monitor:
     def __enter__(self) -> Monitor:
         self.bar = Bar(self.todo, "simulate")
         os.environ[_BAR_ENV] = "1"  # jobs in this terminal (this process, joblib workers) stay quiet
+        self.checkpoint()  # so that `batch --resume .../checkpoint.json` finds it after any kill
         self._thread.start()
         return self
 
@@ -191,8 +200,13 @@ class Monitor:
                 log.debug("progress: %s", e)
 
     def poll(self) -> None:
+        from sensoryforge.dataset.jobs import JOB_FILE
+
         new = 0
         for name in self.chunks:
+            if name not in self.saved and (self.sweep_dir / name / JOB_FILE).is_file():
+                self.saved.add(name)
+                self._dirty = True
             entries, self.offsets[name] = read_ledger(self.sweep_dir / name / LEDGER, self.offsets[name])
             for e in entries:
                 for sid in e.get("ok", []):
@@ -209,7 +223,11 @@ class Monitor:
             self.bar.update(new)
 
     def checkpoint(self) -> None:
-        write_checkpoint(self.sweep_dir, self.batch_id, self.total, list(self.ok), self.failed)
+        saved, unsaved = [], []
+        for sid in self.ok:
+            chunk = self.chunk_of.get(sid)
+            (saved if chunk is None or chunk in self.saved else unsaved).append(sid)
+        write_checkpoint(self.sweep_dir, self.batch_id, self.total, saved, self.failed, unsaved=unsaved)
         self._written, self._dirty = time.time(), False
 
 

@@ -1,5 +1,6 @@
 """results.pt: the dataset for a plain `torch.load`: sparse COO bool spikes [T, N] per population
-and the stimulus config per stimulus, dense intermediates when they fit."""
+and the stimulus config per stimulus; with the intermediates (when saved and they fit) dense
+bool spikes beside them, and the intermediates under both their names (dataset/intermediates.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from sensoryforge.core.response import split
 from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.dataset.collection import Item, flat_params
 from sensoryforge.dataset.files import atomic
+from sensoryforge.dataset.intermediates import documented, frame_steps
 from sensoryforge.dataset.jobs import NpzReader
 
-# results.pt carries the intermediates (dense float tensors) only up to this total size
-PT_INTERMEDIATES_LIMIT_MB = 256.0
+# results.pt carries the intermediates (dense float tensors) only up to this total size: the
+# batch documentation's 75-stimulus quick start with them is about 1 GB
+PT_INTERMEDIATES_LIMIT_MB = 2048.0
 PT_BYTES_PER_SPIKE = 17  # int64 (t, n) index pair + a bool value
 PT_WARN_MB = 256.0  # say so when results.pt's spikes alone need more memory than this
 
@@ -27,7 +30,8 @@ def _intermediate_bytes(items: list[Item]) -> int:
             continue
         counts, steps = it.job["counts"], it.job["steps"]
         g = it.job.get("grid", {}).get("size", 0)
-        total += 4 * (2 * steps * sum(counts.values()) + g * g + steps)
+        frames = len(frame_steps(steps, it.job.get("dt", 1.0)))
+        total += 4 * (2 * steps * sum(counts.values()) + g * g + steps + frames * (g * g + 1))
     return total
 
 
@@ -76,20 +80,28 @@ class PtWriter:
         for it, flats in entries:
             entry: dict[str, Any] = {}
             steps = it.job["steps"]
+            # beside dense intermediates the rasters are dense too (1/32 of their size), so that
+            # a DataLoader's default collate takes the entries as they are
+            dense = inter is not None and self.note["included"] and "intermediates" in it.job["files"]
             for pop in POPULATIONS:
                 n, flat = it.job["counts"][pop], flats[pop]
                 k = flat.size
                 split(flat, n, out=buf[at : at + 2 * k].reshape(2, k))  # (time step, afferent)
-                entry[f"{pop}_spikes"] = torch.sparse_coo_tensor(
-                    tbuf[at : at + 2 * k].view(2, k), self._values(k), (steps, n), is_coalesced=True,
-                    check_invariants=False,
-                )
+                index = tbuf[at : at + 2 * k].view(2, k)
+                if dense:
+                    raster = entry[f"{pop}_spikes"] = torch.zeros(steps, n, dtype=torch.bool)
+                    raster[index[0], index[1]] = True
+                else:
+                    entry[f"{pop}_spikes"] = torch.sparse_coo_tensor(
+                        index, self._values(k), (steps, n), is_coalesced=True, check_invariants=False,
+                    )
                 at += 2 * k
-            if inter is not None and self.note["included"] and "intermediates" in it.job["files"]:
+            if dense:
                 prefix = f"{it.record['id']}/"
-                for key in inter.files:
-                    if key.startswith(prefix):
-                        entry[key[len(prefix):]] = torch.from_numpy(inter[key])
+                stored = {key[len(prefix):]: inter[key] for key in inter.files if key.startswith(prefix)}
+                made, aliases = documented(stored, it.job["dt"])
+                entry.update({k: torch.from_numpy(v) for k, v in {**stored, **made}.items()})
+                entry.update({alias: entry[name] for alias, name in aliases.items()})  # one tensor, saved once
             entry["stimulus_config"] = {"stimulus_id": it.id, **flat_params(it, self.swept)}
             self.results.append(entry)
 
@@ -109,7 +121,8 @@ def write_pytorch(
 ) -> dict:
     """results.pt on its own (aggregate.py feeds a PtWriter in its one pass): sparse COO bool
     spikes [T, N] per population and the stimulus config; with intermediates (when saved and under
-    `intermediates_limit_mb` in all) their dense tensors. Returns the note on the intermediates."""
+    `intermediates_limit_mb` in all) their dense tensors and dense spikes. Returns the note on the
+    intermediates."""
     w = PtWriter(path, items, swept, meta, intermediates, intermediates_limit_mb)
     spikes, inter = NpzReader("spikes"), NpzReader("intermediates")
     try:
