@@ -54,6 +54,19 @@ def test_help_config_and_dry_runs_load_no_torch_nor_plots(tmp_path, args):
     assert list(tmp_path.iterdir()) == []  # and nothing written
 
 
+def test_help_explains_sweeps_batch_dry_run_resume_outputs_and_every_preset(tmp_path, loader):
+    r = subprocess.run([sys.executable, "-m", "sensoryforge.run", "--help"], cwd=tmp_path, env=cli_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    for said in ("sensoryforge -m ", "sensoryforge batch CONFIG.yml [--dry-run] [--resume PATH]", "dry_run=true",
+                 "Resume:", "checkpoint.json", "results.h5", "hydra/launcher=slurm", "--hydra-help"):
+        assert said in text, said
+    for group in ("experiment", "neurons", "pipeline", "stimulus", "debug"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{group}: "))
+        assert line == f"{group}: " + ", ".join(sorted(loader.get_group_options(group))), line
+
+
 @pytest.fixture(scope="module")
 def loader():
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
