@@ -200,3 +200,31 @@ def test_progress_counts_stimuli_off_a_terminal(cli, monkeypatch, extra):
     assert {total for _, _, total in bars} == {8}
     assert bars[-1] == ("aggregate", 8, 8)
     assert "ETA" not in out and "[1/" not in out  # no per-job lines beside the bar
+
+
+def test_progress_is_a_live_bar_on_a_terminal(tmp_path):
+    """On a terminal (here a pty of unknown size, as `script` or a CI runner gives) the bar is
+    redrawn in place as stimuli finish, with rate and ETA."""
+    import pty
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *GRID, *TINY, "hydra.sweep.dir=p",
+                          "hydra.sweeper.chunk_size=2"], cwd=tmp_path, env=cli_env(), stdin=subprocess.DEVNULL,
+                         stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert p.wait(timeout=600) == 0
+    text = out.decode(errors="replace")
+    drawn = re.findall(r"\rsimulate: +(\d+)%\|.*?\| (\d+)/8 \[[\d:]+<[\d:?]+, +[\d.?]+(?:stim/s|s/stim)\]", text)
+    counts = [int(n) for _, n in drawn]
+    assert counts and counts == sorted(counts) and counts[-1] == 8 and len(set(counts)) >= 2, text[-2000:]
+    assert re.search(r"\raggregate: 100%\|.*\| 8/8", text), text[-2000:]

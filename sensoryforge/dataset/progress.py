@@ -128,8 +128,13 @@ class Bar:
         if self.tty:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True,
-                             mininterval=0.2, smoothing=0.1)
+            try:  # a terminal of unknown size (a pty nobody sized) gets 80 x 24: tqdm draws nothing in 0 x 0
+                sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+            except (OSError, ValueError):
+                sized = False
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=sized,
+                             ncols=None if sized else 80, nrows=None if sized else 24, mininterval=0.2,
+                             smoothing=0.1)
 
     def update(self, n: int) -> None:
         if n <= 0:
