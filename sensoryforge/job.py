@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import socket
 import time
 import traceback
@@ -22,7 +23,7 @@ from sensoryforge.core import outcomes
 from sensoryforge.core.response import encode_batch
 from sensoryforge.core.simulator import Simulator, noise_seed
 from sensoryforge.core.stimuli import Stimulus
-from sensoryforge.dataset import progress
+from sensoryforge.dataset import partial, progress
 from sensoryforge.dataset.jobs import JOB_FILE, write_arrays, write_record
 
 log = logging.getLogger("sensoryforge")
@@ -103,10 +104,27 @@ class Arrays:
         self.intermediates.update(inter)
         return out
 
+    def kinds(self) -> dict[str, dict[str, np.ndarray] | None]:
+        return {"spikes": self.spikes, "series": self.series,
+                "intermediates": self.intermediates if self.keep else None}
+
     def write(self, out_dir: Path) -> dict[str, str]:
         """The job's npz files; returns job.json's `files` entry."""
-        return write_arrays(out_dir, {"spikes": self.spikes, "series": self.series,
-                                      "intermediates": self.intermediates if self.keep else None})
+        return write_arrays(out_dir, self.kinds())
+
+    def of(self, ids: list[str]) -> dict[str, dict[str, np.ndarray] | None]:
+        """The arrays of stimuli `ids` (and the shared ones, as the series' `times`), by kind."""
+        want = set(ids)
+        return {kind: None if named is None else
+                {k: v for k, v in named.items() if "/" not in k or k.split("/", 1)[0] in want}
+                for kind, named in self.kinds().items()}
+
+    def restore(self, arrays: dict[str, dict[str, np.ndarray]], ids: set[str]) -> None:
+        """Takes the saved arrays of stimuli `ids` (partial.restore) as if simulated here."""
+        for kind, named in arrays.items():
+            mine = getattr(self, kind, None)
+            if mine is not None:
+                mine.update({k: v for k, v in named.items() if "/" not in k or k.split("/", 1)[0] in ids})
 
 
 def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
@@ -114,7 +132,6 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / JOB_FILE).unlink(missing_ok=True)  # a stale marker must not outlive a re-run
-    (out_dir / progress.LEDGER).unlink(missing_ok=True)  # nor an earlier run's progress
     pipeline = cfg.pipeline
     sim = Simulator(pipeline, cfg.neurons)
     batch = pipeline.batch_size or sim.auto_batch()
@@ -145,10 +162,32 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
             "fingerprint": s.fingerprint,
             "status": "failed",
         }
+    job = {  # what job.json says of the whole job, and each saved segment of it
+        "steps": sim.steps,
+        "dt": sim.dt,
+        "counts": {p.name: p.count for p in sim.populations},
+        "grid": {"size": sim.grid.size, "spacing": sim.grid.spacing},
+        "device": str(sim.device),
+        "threads": torch.get_num_threads(),
+        "config": result_config(cfg),
+    }
+    # a requeued job (same folder) takes what it saved before it was stopped
+    saved, saved_arrays, _ = partial.restore(out_dir) if cfg.chunk else ({}, {}, {})
+    reused = {s.id for s in specs if s.id in saved and saved[s.id].get("fingerprint") == s.fingerprint}
+    for sid in reused:
+        records[sid] = saved[sid]
+    arrays.restore(saved_arrays, reused)
+    todo = [s for s in specs if s.id not in reused]
+    if reused:
+        log.info("%d of %d stimuli restored from this job's saved segments", len(reused), len(specs))
     ledger = progress.Ledger(out_dir, len(specs)) if cfg.chunk else None
+    if ledger and reused:
+        ledger.add(sorted(reused), {}, saved=True)
+    every, segment, unsaved = partial.segment_s(), partial.next_segment(out_dir), []
+    last_save = time.perf_counter()
     t_built = time.perf_counter()
-    for start in range(0, len(specs), batch):
-        group = specs[start : start + batch]
+    for start in range(0, len(todo), batch):
+        group = todo[start : start + batch]
         try:
             simulate(group)
         except Exception:
@@ -165,10 +204,16 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
         if ledger:
             ledger.add([s.id for s in group if records[s.id]["status"] == "ok"],
                        {s.id: records[s.id].get("error", "failed") for s in group if records[s.id]["status"] != "ok"})
+        unsaved += [s.id for s in group if records[s.id]["status"] == "ok"]
+        if cfg.chunk and unsaved and start + batch < len(todo) and time.perf_counter() - last_save >= every:
+            partial.write_segment(out_dir, segment, job, [records[i] for i in unsaved], arrays.of(unsaved))
+            if ledger:
+                ledger.add(unsaved, {}, saved=True)
+            segment, unsaved, last_save = segment + 1, [], time.perf_counter()
 
     t_simulated = time.perf_counter()
     files = arrays.write(out_dir)
-    return write_record(out_dir, {
+    record = write_record(out_dir, {
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "host": socket.gethostname(),
         "runtime_s": round(time.perf_counter() - t0, 3),
@@ -178,13 +223,10 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
             "simulate": round(t_simulated - t_built, 3),
             "write": round(time.perf_counter() - t_simulated, 3),
         },
-        "steps": sim.steps,
-        "dt": sim.dt,
-        "counts": {p.name: p.count for p in sim.populations},
-        "grid": {"size": sim.grid.size, "spacing": sim.grid.spacing},
-        "device": str(sim.device),
-        "threads": torch.get_num_threads(),
-        "config": result_config(cfg),
+        **job,
         "files": files,
         "stimuli": [records[s.id] for s in specs],
+        **({"restored": len(reused)} if reused else {}),
     })
+    shutil.rmtree(out_dir / partial.PARTIAL, ignore_errors=True)  # job.json holds them all now
+    return record

@@ -330,8 +330,9 @@ def test_mixed_batch_keeps_each_types_parameters_and_the_intermediates(tmp_path)
         assert (g["type"], g["frequency"], g["orientation"]) == ("gabor", 0.5, 45.0)
         assert g["wavelength"] == "null"
         r13 = f["responses/stim_0013"]
-        names = {f"{p}_{k}" for p in COUNTS for k in ("spikes", "drive", "voltage")} | {"stimulus_spatial", "stimulus_temporal"}
-        assert set(r13) == names
+        names = {f"{p}_{k}" for p in COUNTS for k in ("spikes", "drive", "voltage", "currents", "voltages")}
+        assert set(r13) == names | {"stimulus_spatial", "stimulus_temporal", "stimulus", "stimulus_times"}
+        assert all(r13[f"{p}_currents"].id == r13[f"{p}_drive"].id for p in COUNTS)  # documented names: links
         for pop, n in COUNTS.items():
             assert r13[f"{pop}_drive"].shape == (T, n) and r13[f"{pop}_voltage"].shape == (T, n)
             np.testing.assert_array_equal(r13[f"{pop}_voltage"][()], inter[f"stim_0013/{pop}_voltage"])

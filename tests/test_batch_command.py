@@ -354,7 +354,8 @@ def test_kill_then_resume_from_the_checkpoint_gives_the_uninterrupted_dataset(tm
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     ck = json.loads((out / "checkpoint.json").read_text())
-    finished = {r["id"] for j in out.glob("*/job.json") for r in json.loads(j.read_text())["stimuli"]}
+    records = [*out.glob("*/job.json"), *out.glob("*/partial/seg_*/job.json")]  # finished jobs, saved segments
+    finished = {r["id"] for j in records for r in json.loads(j.read_text())["stimuli"]}
     # what the checkpoint calls completed is saved (it may lag a second behind the job folders)
     assert not ck["complete"] and 20 <= ck["num_completed"] < 75 and set(ck["completed"]) <= finished
     r = batch([*args, "--resume", "batch_results/my_dataset/checkpoint.json"], tmp_path)

@@ -122,8 +122,10 @@ def test_the_core_needs_no_hydra_and_the_schema_no_torch():
 
 
 def test_the_sweeper_reaches_the_dataset_writers_through_one_call():
-    # atomic writes, job folders, their progress ledgers and checkpoint.json
-    allowed = {"sensoryforge.dataset.files", "sensoryforge.dataset.jobs", "sensoryforge.dataset.progress"}
+    # atomic writes, job folders (and the segments of those cut short), their progress ledgers
+    # and checkpoint.json
+    allowed = {"sensoryforge.dataset.files", "sensoryforge.dataset.jobs", "sensoryforge.dataset.partial",
+               "sensoryforge.dataset.progress"}
     for m, deps in GRAPH.items():
         if m.startswith("sensoryforge.physiology"):  # the battery writes its reports atomically, no more
             assert {d for d in deps if d.startswith("sensoryforge.dataset")} <= {"sensoryforge.dataset.files"}, m

@@ -409,7 +409,7 @@ class Record:
         """Why it is not ok: damaged, lost (the sweeper's record of a job without results), failed."""
         if self.record["status"] == "damaged":
             return "damaged"
-        return "lost" if self.job.get("lost") else "failed"
+        return "lost" if self.job.get("lost") or self.record.get("lost") else "failed"
 
     @property
     def rank(self) -> int:

@@ -10,9 +10,9 @@ chunks it launched (whichever process, worker or array task runs them) and
   line every `SENSORYFORGE_PROGRESS_S` seconds (default 10) when the output is a file (CI, Slurm),
 - keeps `checkpoint.json` in the sweep folder up to date: completed and failed stimulus ids, the
   latter with their errors (at most once a second while stimuli finish; `write_checkpoint` at the
-  end writes the dataset's account). `completed` are saved: their job has written its folder, so
-  a resume skips them; `unsaved` are computed by a job still running, which writes them when it
-  ends (a kill before then loses them, and a resume computes them again).
+  end writes the dataset's account). `completed` are saved: their job has written its folder or
+  a segment of it (dataset/partial.py), so a resume skips them; `unsaved` are computed by a job
+  still running and not saved yet (a kill now loses them, and a resume computes them again).
 
 A job also prints its own periodic line into its log when it runs under Slurm, and one line when
 it ends (`report`) unless the submitting command draws the bar in the same terminal.
@@ -60,10 +60,15 @@ class Ledger:
         self.t0 = self.last = time.time()
         self.tag = {"host": socket.gethostname(), "pid": os.getpid()}
 
-    def add(self, ok: list[str], failed: dict[str, str]) -> None:
-        line = json.dumps({"t": round(time.time(), 3), "ok": ok, "failed": failed, **self.tag}) + "\n"
+    def add(self, ok: list[str], failed: dict[str, str], saved: bool = False) -> None:
+        """A simulated batch (its ok and failed ids); saved=True: ids now saved to disk (a segment,
+        dataset/partial.py), counted already unless restored from one."""
+        entry = {"saved": ok} if saved else {"ok": ok, "failed": failed}
+        line = json.dumps({"t": round(time.time(), 3), **entry, **self.tag}) + "\n"
         with open(self.path, "a") as f:  # one write of one line: whole or, if killed, a cut last line
             f.write(line)
+        if saved:
+            return
         self.done += len(ok) + len(failed)
         now = time.time()
         if _in_slurm() and now - self.last >= interval_s():  # an array task's log gets plain lines
@@ -90,6 +95,13 @@ def read_ledger(path: Path, offset: int = 0) -> tuple[list[dict], int]:
         except ValueError:  # a line cut by a kill, then appended to by a requeued job: skipped
             continue
     return entries, offset + end
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def write_checkpoint(sweep_dir: Path, batch_id: str, total: int, completed: list[str],
@@ -168,10 +180,12 @@ class Monitor:
                  completed: list[str], poll_s: float = 0.5):
         self.sweep_dir, self.batch_id, self.total, self.poll_s = Path(sweep_dir), batch_id, total, poll_s
         self.chunks = chunks
-        self.offsets = dict.fromkeys(chunks, 0)
+        # what a ledger held before this run (an earlier run of the same chunk) is not this run's
+        self.offsets = {name: _size(self.sweep_dir / name / LEDGER) for name in chunks}
         self.ok: dict[str, None] = dict.fromkeys(completed)  # ordered sets
         self.chunk_of = {sid: name for name, ids in chunks.items() for sid in ids}
         self.saved: set[str] = set()  # chunks whose job has written its folder (job.json)
+        self.saved_ids: set[str] = set()  # stimuli saved in a segment of a running job
         self.failed: dict[str, str] = {}
         self.todo = sum(len(v) for v in chunks.values())
         self.bar: Bar | None = None
@@ -214,6 +228,9 @@ class Monitor:
                 self._dirty = True
             entries, self.offsets[name] = read_ledger(self.sweep_dir / name / LEDGER, self.offsets[name])
             for e in entries:
+                if e.get("saved"):
+                    self.saved_ids.update(e["saved"])
+                    self._dirty = True
                 for sid in e.get("ok", []):
                     if sid not in self.ok:
                         self.ok[sid] = None
@@ -231,7 +248,7 @@ class Monitor:
         saved, unsaved = [], []
         for sid in self.ok:
             chunk = self.chunk_of.get(sid)
-            (saved if chunk is None or chunk in self.saved else unsaved).append(sid)
+            (saved if chunk is None or chunk in self.saved or sid in self.saved_ids else unsaved).append(sid)
         write_checkpoint(self.sweep_dir, self.batch_id, self.total, saved, self.failed, unsaved=unsaved)
         self._written, self._dirty = time.time(), False
 
