@@ -1,0 +1,83 @@
+"""`sensoryforge-status DIR`: the counts of a sweep folder while it runs, after it finished, after
+a kill and with failures, and its exit status for each."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import TINY, cli_env, run_cli
+
+GRID = [*TINY, "stimulus.amplitude=10,20,30,40", "repetition=range(40)", "hydra.sweeper.chunk_size=80",
+        "pipeline.batch_size=4"]  # 160 stimuli, 2 jobs
+
+
+def status(folder, cwd):
+    return run_cli([str(folder), "--jobs"], cwd, module="sensoryforge.cli.status")
+
+
+def test_running_then_complete(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSORYFORGE_SEGMENT_S", "0")
+    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *GRID, "hydra.sweep.dir=sw"], cwd=tmp_path,
+                         env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        ledger = tmp_path / "sw" / "stim_0000-0079" / "progress.jsonl"
+        deadline = time.time() + 300
+        while time.time() < deadline and p.poll() is None and len(ledger.read_text().splitlines() if ledger.exists() else []) < 4:
+            time.sleep(0.05)
+        r = status("sw", tmp_path)
+        assert r.returncode == 3, r.stdout + r.stderr
+        lines = r.stdout.splitlines()
+        m = re.fullmatch(r"  done (\d+), running (\d+) \((\d+) computed, not yet saved\), pending (\d+), "
+                         r"failed 0, missing 0", lines[1])
+        assert m, lines[1]
+        done, running, _, pending = (int(x) for x in m.groups())
+        assert done + running + pending == 160 and running > 0 and done < 160
+        assert lines[0] == f"sweep sw: {done} of 160 stimuli done"
+        assert "the sweep command holds the folder (" in r.stdout and "ETA " in r.stdout
+        states = re.findall(r"^  stim_\d{4}-\d{4}: (\w+(?: \w+)?), (\d+) of 80 done", r.stdout, re.M)
+        assert len(states) == 2 and "running" in {s for s, _ in states}
+        assert sum(int(k) for _, k in states) == done
+    finally:
+        assert p.wait(timeout=600) == 0
+    r = status("sw", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[:2] == ["sweep sw: 160 of 160 stimuli done, complete",
+                                         "  done 160, interrupted 0, failed 0, missing 0"]
+
+
+def test_killed_sweep_is_interrupted_and_counts_what_was_saved(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSORYFORGE_SEGMENT_S", "0")
+    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *GRID, "hydra.sweep.dir=sw"], cwd=tmp_path,
+                         env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    part = tmp_path / "sw" / "stim_0000-0079" / "partial"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and len(list(part.glob("seg_*/job.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    saved = {r["id"] for j in part.glob("seg_*/job.json") for r in json.loads(j.read_text())["stimuli"]}
+    r = status("sw", tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"sweep sw: {len(saved)} of 160 stimuli done"
+    assert lines[1] == f"  done {len(saved)}, interrupted {160 - len(saved)}, failed 0, missing 0"
+    assert "run the same sweep command again" in lines[2]
+    assert f"  stim_0000-0079: interrupted, {len(saved)} of 80 done, 0 failed" in r.stdout
+    assert "  stim_0080-0159: not started, 0 of 80 done, 0 failed" in r.stdout
+
+
+def test_failures_and_a_folder_that_is_no_sweep(tmp_path):
+    r = run_cli(["-m", *TINY, "stimulus.amplitude=10,20,30", "fail_stimuli=[stim_0001]", "hydra.sweep.dir=sw"], tmp_path)
+    assert r.returncode == 1
+    r = status("sw", tmp_path)
+    assert r.returncode == 1 and r.stdout.splitlines()[:2] == ["sweep sw: 2 of 3 stimuli done",
+                                                               "  done 2, interrupted 0, failed 1, missing 0"]
+    (tmp_path / "empty").mkdir()
+    r = status("empty", tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == "empty: no sweep_plan.json: not a sweep folder (or its plan was not written yet)"
