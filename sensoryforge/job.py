@@ -60,6 +60,13 @@ def spec_from_plan(cfg: DictConfig, entry: dict, base: StimSpec | None = None) -
                     int(v.get("repetition", base.repetition)), entry["point"], entry["fingerprint"])
 
 
+def _stopped(e: BaseException) -> bool:
+    """submitit's stop at a time limit or preemption when it does not requeue the task
+    (UncompletedJobError, raised from its signal handler in the middle of a batch): it ends the
+    task; it is no stimulus' failure to isolate and record."""
+    return type(e).__name__ == "UncompletedJobError"
+
+
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
@@ -186,30 +193,49 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
     every, segment, unsaved = partial.segment_s(), partial.next_segment(out_dir), []
     last_save = time.perf_counter()
     t_built = time.perf_counter()
-    for start in range(0, len(todo), batch):
-        group = todo[start : start + batch]
-        try:
-            simulate(group)
-        except Exception:
-            # isolate the failure: every stimulus of the batch again, alone
-            for s in group:
-                try:
-                    simulate([s])
-                except Exception as e:  # noqa: BLE001 - recorded and reported, never swallowed
-                    # one line in the log; the traceback is kept in job.json for whoever debugs it
-                    records[s.id]["error"] = f"{type(e).__name__}: {e}"
-                    records[s.id]["traceback"] = traceback.format_exc()
-                    if cfg.chunk:  # a single run says it once, as its exit message
-                        log.error("%s failed: %s", s.id, records[s.id]["error"])
+    def save() -> None:  # the stimuli simulated since the last save, as one segment
+        nonlocal segment, unsaved, last_save
+        partial.write_segment(out_dir, segment, job, [records[i] for i in unsaved], arrays.of(unsaved))
         if ledger:
-            ledger.add([s.id for s in group if records[s.id]["status"] == "ok"],
-                       {s.id: records[s.id].get("error", "failed") for s in group if records[s.id]["status"] != "ok"})
-        unsaved += [s.id for s in group if records[s.id]["status"] == "ok"]
-        if cfg.chunk and unsaved and start + batch < len(todo) and time.perf_counter() - last_save >= every:
-            partial.write_segment(out_dir, segment, job, [records[i] for i in unsaved], arrays.of(unsaved))
+            ledger.add(unsaved, {}, saved=True)
+        segment, unsaved, last_save = segment + 1, [], time.perf_counter()
+
+    try:
+        for start in range(0, len(todo), batch):
+            group = todo[start : start + batch]
+            try:
+                simulate(group)
+            except Exception as e:
+                if _stopped(e):
+                    raise
+                # isolate the failure: every stimulus of the batch again, alone
+                for s in group:
+                    try:
+                        simulate([s])
+                    except Exception as e:  # noqa: BLE001 - recorded and reported, never swallowed
+                        if _stopped(e):
+                            raise
+                        # one line in the log; the traceback is kept in job.json for whoever debugs it
+                        records[s.id]["error"] = f"{type(e).__name__}: {e}"
+                        records[s.id]["traceback"] = traceback.format_exc()
+                        if cfg.chunk:  # a single run says it once, as its exit message
+                            log.error("%s failed: %s", s.id, records[s.id]["error"])
             if ledger:
-                ledger.add(unsaved, {}, saved=True)
-            segment, unsaved, last_save = segment + 1, [], time.perf_counter()
+                ledger.add([s.id for s in group if records[s.id]["status"] == "ok"],
+                           {s.id: records[s.id].get("error", "failed") for s in group
+                            if records[s.id]["status"] != "ok"})
+            unsaved += [s.id for s in group if records[s.id]["status"] == "ok"]
+            if cfg.chunk and unsaved and start + batch < len(todo) and time.perf_counter() - last_save >= every:
+                save()
+    except BaseException:
+        # stopped (a time limit, a preemption, Ctrl-C): keep what is simulated for the job's
+        # requeue or the sweep's resume, then stop as asked
+        if cfg.chunk and unsaved:
+            try:
+                save()
+            except Exception as e:  # noqa: BLE001 - the stop matters more than this save
+                log.warning("could not save the last %d stimuli before stopping: %s", len(unsaved), e)
+        raise
 
     t_simulated = time.perf_counter()
     files = arrays.write(out_dir)

@@ -153,7 +153,11 @@ def test_job_killed_on_slurm_is_recorded_then_redone(slurm, tmp_path, basic_swee
     r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert r.returncode == 1, explain(r, slurm)
     lost = [f"stim_{i:04d}" for i in range(6)]
-    assert "  lost 6: stim_0000..stim_0005 (" in stderr, explain(r, slurm)  # one line for the lost task
+    # one line for the lost task: its stimuli, the Slurm job, its state, why, its log
+    (line,) = [line for line in stderr.splitlines() if line.startswith("  lost ")]
+    m = re.fullmatch(rf"  lost 6: stim_0000..stim_0005 \(Slurm job {task} ended in state CANCELLED( by \d+)? "
+                     r"without results \(cancelled: scancel or an administrator\); its log: (\S+)\)", line)
+    assert m and Path(m[2]).is_file(), line
 
     sweep = tmp_path / "slurm" / "sweep"
     failed = json.loads((sweep / "batch_metadata.json").read_text())["failed_stimuli"]
@@ -174,3 +178,77 @@ def test_job_killed_on_slurm_is_recorded_then_redone(slurm, tmp_path, basic_swee
     assert rerun.returncode == 0, explain(rerun, slurm)
     assert "skipped: stim_0006..stim_0011" in rerun.stdout + rerun.stderr, rerun.stdout[-3000:]
     assert_same_dataset(basic_sweep / "results.h5", sweep / "results.h5")
+
+
+def test_an_impossible_request_is_refused_in_one_line(slurm, tmp_path):
+    """More CPUs than the node has: sbatch would accept the array and it would pend for ever
+    (PartitionConfig); the sweep refuses it before anything is written, naming the option and
+    the most the cluster has."""
+    cpus = os.cpu_count()
+    t0 = time.monotonic()
+    r = run_sweep(slurm, tmp_path, *SWEEP, "hydra/launcher=slurm", f"hydra.launcher.cpus_per_task={cpus + 1}")
+    took = time.monotonic() - t0
+    assert r.returncode == 2, explain(r, slurm)
+    assert r.stderr.splitlines() == [f"sensoryforge: error: hydra.launcher.cpus_per_task={cpus + 1}: no node of "
+                                     f"partition debug has more than {cpus} CPU{'s' if cpus != 1 else ''}"]
+    assert list(tmp_path.iterdir()) == []
+    queue = subprocess.run(["squeue", "-h"], env=slurm.env, capture_output=True, text=True, check=True).stdout
+    assert queue.strip() == "", queue
+    print(f"\nrefused in {took:.1f} s")
+
+
+def test_the_readme_example_runs_as_written(slurm, tmp_path):
+    """The README's Slurm command, copied as written (the preset's defaults), plans, then runs to a
+    complete dataset on the demo cluster."""
+    text = (ROOT / "README.md").read_text()
+    (cmd,) = set(re.findall(r"`(sensoryforge -m [^`]*hydra/launcher=slurm[^`]*)`", text))
+    args = cmd.split()[2:]
+    dry = run_sweep(slurm, tmp_path, *args, "dry_run=true")
+    assert dry.returncode == 0 and "warning" not in dry.stdout + dry.stderr, explain(dry, slurm)
+    assert "  cluster: partition debug (default), up: 1 node" in dry.stdout, dry.stdout
+    assert list(tmp_path.iterdir()) == []
+    t0 = time.monotonic()
+    r = run_sweep(slurm, tmp_path, *args)
+    assert r.returncode == 0, explain(r, slurm)
+    (sweep,) = (tmp_path / "multirun").glob("*/*")
+    meta = json.loads((sweep / "batch_metadata.json").read_text())
+    assert meta["num_stimuli"] == 75 and not meta["failed_stimuli"]
+    print(f"\nREADME example: 75 stimuli in {time.monotonic() - t0:.1f} s")
+
+
+def test_a_preempted_task_is_requeued_and_goes_on_from_its_next_stimulus(slurm, tmp_path):
+    """A preemption (scancel --signal=USR2, what Slurm sends before it preempts or at the time
+    limit) in the middle of a task: submitit requeues it, the requeued task restores the segments
+    it saved and simulates only the rest, and the dataset is the basic launcher's bit for bit."""
+    grid = [*TINY, "stimulus.amplitude=10,20,30", "repetition=range(60)", "pipeline.batch_size=2",
+            "hydra.sweeper.chunk_size=180"]  # one task of 180 stimuli, a segment after every batch
+    env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"], "SENSORYFORGE_SEGMENT_S": "0"}
+    args = [*grid, "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+            "hydra.launcher.timeout_min=10", "hydra.sweep.dir=slurm/sweep"]
+    part = tmp_path / "slurm" / "sweep" / "stim_0000-0179" / "partial"
+    with subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL) as proc:
+        try:
+            end = time.monotonic() + 180
+            while time.monotonic() < end and proc.poll() is None and len(list(part.glob("seg_*/job.json"))) < 5:
+                time.sleep(0.05)
+            (task,) = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm.env, capture_output=True, text=True,
+                                     check=True).stdout.split()
+            subprocess.run(["scancel", "--signal=USR2", task], env=slurm.env, check=True)
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert r.returncode == 0, explain(r, slurm)
+    job = json.loads((part.parent / "job.json").read_text())
+    assert 10 <= job.get("restored", 0) < 180, job.get("restored")
+    sweep = tmp_path / "slurm" / "sweep"
+    logs = "".join(p.read_text() for p in [*(sweep / ".submitit").rglob("*.err"), *(sweep / ".submitit").rglob("*.out"),
+                                           part.parent / "run.log"])
+    assert "Caught signal SIGUSR2" in logs and f"{job['restored']} of 180 stimuli restored" in logs
+    ref = tmp_path / "basic"
+    b = subprocess.run([sys.executable, "-m", "sensoryforge.run", "-m", *grid, f"hydra.sweep.dir={ref}"], cwd=tmp_path,
+                       env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert b.returncode == 0, b.stderr[-2000:]
+    assert_same_dataset(ref / "results.h5", tmp_path / "slurm" / "sweep" / "results.h5")

@@ -17,6 +17,7 @@ from sensoryforge.core.schema import POPULATIONS
 from sensoryforge.core.sizes import auto_batch, memory_needed, step_count
 from sensoryforge.core.text import clock, written
 from sensoryforge.dataset.files import existing_ancestor, free_bytes
+from sensoryforge.sweep import cluster
 from sensoryforge.sweep.launchers import machine_memory, parallelism
 from sensoryforge.sweep.plan import Sweep, key_values, swept_keys
 
@@ -56,11 +57,21 @@ def disk_mb(cfg: DictConfig, n_stimuli: int) -> float:
     return disk / 2**20
 
 
-def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
+def stimulus_seconds(cfg: DictConfig, per_job: int) -> float:
+    """Seconds to simulate one stimulus of a job of `per_job` stimuli (batched as the job batches)."""
     steps, n = _size(cfg)
+    batch = min(cfg.pipeline.batch_size or auto_batch(steps, n), max(1, per_job))
+    return SEC_PER_ELEMENT_STEP * steps * n + SEC_PER_BATCH_STEP * steps / batch
+
+
+def task_seconds(cfg: DictConfig, n_stimuli: int) -> float:
+    """Seconds one job (an array task) of `n_stimuli` takes, its start-up included."""
+    return SEC_STARTUP + SEC_PER_JOB + n_stimuli * stimulus_seconds(cfg, n_stimuli)
+
+
+def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
     per_job = max(1, math.ceil(n_stimuli / max(n_jobs, 1)))
-    batch = min(cfg.pipeline.batch_size or auto_batch(steps, n), per_job)
-    per_stim = SEC_PER_ELEMENT_STEP * steps * n + SEC_PER_BATCH_STEP * steps / batch
+    per_stim = stimulus_seconds(cfg, per_job)
     at_once = max(1, min(parallel, n_jobs))
     seconds = (
         SEC_STARTUP
@@ -160,3 +171,47 @@ def print_dry_run(config, sweep: Sweep, done, chunks, size: int, sweep_dir: Path
         point = plan.point(i)
         print(f"    {sweep.id(i)}: " + " ".join(f"{k}={written(point[k])}" for k in shown if k in point))
     print(f"  estimate: {estimate(config, todo, max(len(chunks), 1), parallel)}")
+    if cluster.is_slurm(config.hydra.launcher):
+        for line in cluster_dry_run(config.hydra.launcher, sweep, chunks):
+            print(f"  {line}")
+
+
+def cluster_dry_run(launcher: DictConfig, sweep: Sweep, chunks) -> list[str]:
+    """A Slurm sweep's dry run: the array's sbatch options, the partition it goes to (sinfo), and
+    the longest task's estimated time against timeout_min (a warning when it would exceed it)."""
+    n = len(chunks)
+    sizes = [c.size for c in chunks.values()]
+    parallel = int(launcher.get("array_parallelism", None) or 256)
+    lo, hi = min(sizes, default=0), max(sizes, default=0)
+    default = "" if cluster.requested_partition(launcher) else " (no --partition: the cluster's default)"
+    lines = [f"Slurm array: {n} task{'s' if n != 1 else ''} of {lo if lo == hi else f'{lo}-{hi}'} stimuli, "
+             f"up to {min(n, parallel)} at a time (hydra.launcher.array_parallelism={parallel})",
+             "sbatch " + " ".join(cluster.sbatch_options(launcher, n)) + default]
+    lines += cluster.cluster_lines(launcher)
+    configs = sweep.configs or []
+    if not chunks or not configs:
+        return lines
+    times = {name: task_seconds(configs[c.job], c.size) for name, c in chunks.items()}
+    name = max(times, key=times.get)
+    longest, c = times[name], chunks[name]
+    per_stim = stimulus_seconds(configs[c.job], c.size)
+    timeout = launcher.get("timeout_min", None)
+    delay = launcher.get("signal_delay_s", None) or 0  # submitit tells a task to stop so long before its limit
+    budget = timeout * 60 - delay if timeout else 0
+    less = f" less signal_delay_s={delay} s" if delay else ""
+    share = longest / budget if budget > 0 else 0
+    against = (f" against hydra.launcher.timeout_min={timeout}{less} ({'<1%' if share < 0.01 else f'{share:.0%}'} "
+               "of it)" if budget > 0 else "")
+    lines.append(f"per task: up to ~{clock(longest)} ({name}: {c.size} stimuli x ~{per_stim * 1000:.0f} ms "
+                 f"+ ~{SEC_STARTUP + SEC_PER_JOB:.0f} s start){against}")
+    if budget > 0 and longest > budget:
+        raise_to = math.ceil((longest * 1.5 + delay) / 60)
+        fit = int((budget * 0.8 - SEC_STARTUP - SEC_PER_JOB) / per_stim)  # with a fifth to spare
+        need = f"warning: a task would need ~{clock(longest)}, more than hydra.launcher.timeout_min={timeout}{less}"
+        if fit < 1:
+            lines.append(f"{need}, and one stimulus alone ~{clock(per_stim + SEC_STARTUP + SEC_PER_JOB)}: "
+                         f"raise it to {raise_to} or more")
+        else:
+            lines.append(f"{need}: raise it to {raise_to} or more, or make tasks smaller "
+                         f"(hydra.sweeper.chunk_size={fit})")
+    return lines

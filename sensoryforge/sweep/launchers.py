@@ -279,7 +279,7 @@ def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[J
             if not job.done():
                 still.append(i)
                 continue
-            results[i] = _job_return(job, job_overrides[i], kind)
+            results[i] = _job_return(job, job_overrides[i], kind, dict(launcher.params))
             finished += 1
             elapsed = time.time() - t0
             eta = elapsed / finished * (len(jobs) - finished)
@@ -295,26 +295,50 @@ def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[J
     return results  # type: ignore[return-value]
 
 
-def _job_return(job, overrides, kind: str) -> JobReturn:
+class TaskLost(RuntimeError):
+    """A cluster job that ended without results; its message is the whole story (one line: the
+    job, its state, why, its log)."""
+
+
+# what a final state means (Slurm's job states), for the one line of a lost task
+_WHY = {"CANCELLED": "cancelled: scancel or an administrator",
+        "TIMEOUT": "it reached its time limit, hydra.launcher.timeout_min={timeout_min}",
+        "OUT_OF_MEMORY": "out of memory, hydra.launcher.mem_gb={mem_gb}",
+        "NODE_FAIL": "its node failed", "PREEMPTED": "preempted", "BOOT_FAIL": "its node did not boot",
+        "DEADLINE": "it reached its deadline", "FAILED": "the task's command failed; see its log"}
+
+
+def _job_return(job, overrides, kind: str, params: dict | None = None) -> JobReturn:
     """The job's own JobReturn (a task that raised is a failed one already), or a failed one that
     says why the job produced nothing."""
-    try:
-        return job.results()[0]
-    except Exception as e:  # noqa: BLE001 - the job died; its reason is recorded, never dropped
-        from submitit.core.utils import UncompletedJobError
+    from submitit.core.utils import UncompletedJobError
 
+    def lost(state: str, note: str = "") -> TaskLost:
+        why = _WHY.get(str(state).split(" ")[0], "killed, cancelled or out of time or memory")
+        why = why.format(**{"timeout_min": "?", "mem_gb": "?", **(params or {})})
+        return TaskLost(f"{kind} job {job.job_id} ended in state {state} without results ({why}{note}); "
+                        f"its log: {job.paths.stderr}")
+
+    try:
+        ret = job.results()[0]
+        error = getattr(ret, "_return_value", None)
+        if ret.status == JobStatus.FAILED and isinstance(error, UncompletedJobError):
+            # submitit's signal handler stopped the task at its time limit (or a preemption) and
+            # did not requeue it; Slurm's accounting may call that COMPLETED: submitit's word it is
+            state = "TIMEOUT" if "timed-out" in str(error) else "PREEMPTED"
+            ret._return_value = lost(state, f"; submitit: {error}")
+        return ret
+    except Exception as e:  # noqa: BLE001 - the job died; its reason is recorded, never dropped
         if isinstance(e, UncompletedJobError):
             try:
                 state = job.state
             except Exception:  # noqa: BLE001
                 state = "UNKNOWN"
-            error = RuntimeError(
-                f"{kind} job {job.job_id} ended in state {state} without results "
-                f"(killed, cancelled or out of time or memory); its log: {job.paths.stderr}"
-            )
+            error = lost(state)
         else:
             first = str(e).strip().splitlines()
-            error = RuntimeError(f"{kind} job {job.job_id}: {first[0] if first else type(e).__name__}")
+            error = TaskLost(f"{kind} job {job.job_id}: {first[0] if first else type(e).__name__}; "
+                             f"its log: {job.paths.stderr}")
         return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
 
 

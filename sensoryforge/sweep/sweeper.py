@@ -21,10 +21,10 @@ from omegaconf import OmegaConf
 
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.text import clock, closed_pipe_exit, compact_ids
-from sensoryforge.dataset import progress
+from sensoryforge.dataset import partial, progress
 from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
 from sensoryforge.dataset.jobs import JOB_FILE, write_lost
-from sensoryforge.sweep import launchers, sensitivity
+from sensoryforge.sweep import cluster, launchers, sensitivity
 from sensoryforge.sweep.batchfile import load_batch_file
 from sensoryforge.sweep.estimate import check_disk, check_memory, disk_mb, print_dry_run
 from sensoryforge.sweep.lock import sweep_lock
@@ -95,6 +95,8 @@ def check_fits(sweeper, sweep: Sweep, sweep_dir: Path) -> None:
         check_memory(cfg, min(size, n), math.ceil(n / size), launcher)
         disk += disk_mb(cfg, n)
     check_disk(disk, sweep_dir)
+    for warning in cluster.check_cluster(launcher, dry_run=bool(sweeper.config.get("dry_run"))):
+        log.warning(warning)  # a Slurm request no node can run is refused (ConfigError)
 
 
 def _chunks(sweeper, sweep: Sweep, sweep_dir: Path):
@@ -107,6 +109,8 @@ def _chunks(sweeper, sweep: Sweep, sweep_dir: Path):
 def dry_run(sweeper, plan: dict, sweep_dir: Path) -> list:
     done, chunks, size = _chunks(sweeper, plan["sweep"], sweep_dir)
     parallel, _ = launchers.parallelism(sweeper.config.hydra.launcher)
+    room = cluster.capacity(sweeper.config.hydra.launcher)  # a Slurm cluster's nodes run so many at once
+    parallel = min(parallel, room) if room else parallel
     print_dry_run(sweeper.config, plan["sweep"], done, chunks, size, sweep_dir, parallel)
     if plan.get("sensitivity") is not None:
         print("  " + sensitivity.describe_points(plan["sensitivity"], plan["sweep"].n))
@@ -121,6 +125,9 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
     stale = remove_stale_temporaries(sweep_dir)  # no writer is left: the lock is ours
     if stale:
         log.info("removed %d temporary files left by an interrupted run", stale)
+    kept = partial.salvage(sweep_dir)  # jobs cut short: what they saved is finished work
+    if kept:
+        log.info("kept %d stimuli saved by jobs that were cut short", kept)
     done, chunks, size = _chunks(sweeper, sweep, sweep_dir)
     batch = plan["batch"]
     fmt = batch.format if batch and batch.format else config.dataset.format
@@ -144,13 +151,14 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
         log.info("%d stimuli to run in %d jobs of up to %d (%s)", todo, len(chunks), size, sweep_dir)
         overrides = [[*sweep.jobs[c.job], f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, c in chunks.items()]
         ids = {name: [sweep.id(i) for lo, hi in c.ranges for i in range(lo, hi)] for name, c in chunks.items()}
-        returns = []
+        returns, failure = [], None
         with progress.Monitor(sweep_dir, ids, batch_id, sweep.n, [sweep.id(i) for i in done]), quiet_launcher():
             try:
                 returns = launchers.launch(launcher, overrides, initial_job_idx=0, composed=sweep.composed)
             except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
                 log.error("launcher: %s", e)
-        record_lost_jobs(sweep, chunks, returns, sweep_dir)
+                failure = e
+        record_lost_jobs(sweep, chunks, returns, sweep_dir, failure)
     return finish(sweep_dir, sweep.n, plan["t0"], fmt, batch_id)
 
 
@@ -169,28 +177,67 @@ def quiet_launcher():
             lg.setLevel(level)
 
 
-def record_lost_jobs(sweep: Sweep, chunks: dict[str, Chunk], returns: list, sweep_dir: Path) -> None:
+def record_lost_jobs(sweep: Sweep, chunks: dict[str, Chunk], returns: list, sweep_dir: Path,
+                     failure: BaseException | None = None) -> None:
     """A job that ended without its job.json (crash, kill, cluster failure) gets one that lists
-    its stimuli as failed, with the reason, so the dataset and the exit code account for them."""
+    its stimuli as failed, with the reason, so the dataset and the exit code account for them.
+    `failure`: the launcher's own error (sbatch refused the array, say), the reason of the jobs
+    it returned nothing for."""
     reader = sweep.reader(chunks)
+    lost = n_stimuli = 0
+    unlaunched = "the job ended without writing its results"
+    if failure is not None:  # its last line: sbatch's `fatal: ...` after its retries
+        said = [s.strip() for s in str(failure).strip().splitlines() if s.strip()]
+        unlaunched = f"the launcher failed: {said[-1] if said else type(failure).__name__}"
     for i, name in enumerate(chunks):
         job_dir = sweep_dir / name
         if (job_dir / JOB_FILE).exists():
             continue
-        reason = "the job ended without writing its results"
+        reason = "the job ended without writing its results" if i < len(returns) else unlaunched
         error = getattr(returns[i], "_return_value", None) if i < len(returns) else None
-        if isinstance(error, BaseException):  # the job's exception (JobReturn.return_value re-raises it)
+        if isinstance(error, launchers.TaskLost):  # a cluster task: its job, state, why and log
+            reason = str(error)
+        elif isinstance(error, BaseException):  # the job's exception (JobReturn.return_value re-raises it)
             reason = f"{type(error).__name__}: {error}"
         stimuli = [{k: e[k] for k in ("id", "point", "fingerprint")} for e in reader.entries(name)]
         write_lost(job_dir, stimuli, reason)
-        log.error("%s: %s", name, reason)
+        lost, n_stimuli = lost + 1, n_stimuli + len(stimuli)
+    if lost:  # each is one line of the report at the end (failure_lines)
+        log.error("%d of %d jobs ended without results (%d stimuli, recorded as lost)", lost, len(chunks), n_stimuli)
+
+
+TASK_LINES = 10  # lost jobs listed one per line at the end; the others are counted (all in batch_metadata)
+
+
+def failure_lines(failed: list[dict]) -> list[str]:
+    """The aggregator's lines per reason (problem_lines), with the lost stimuli as one line per
+    lost job (its error names the job, its state, why and its log; no detail cut off), at most
+    TASK_LINES of them and a count of the rest: `lost 40: stim_0000..stim_0039 (Slurm job 3_0
+    ended in state CANCELLED by 0 without results (...); its log: ...)`."""
+    from sensoryforge.dataset.aggregate import problem_lines
+
+    jobs: dict[str, list[str]] = {}
+    for f in failed:
+        if f.get("reason") == "lost":
+            error = str(f.get("error") or "").strip()
+            jobs.setdefault(error.splitlines()[0] if error else "lost", []).append(f["stimulus_id"])
+    lost = [f"lost {len(ids)}: {compact_ids(ids)} ({error})" for error, ids in jobs.items()]
+    if len(lost) > TASK_LINES:
+        rest = list(jobs.values())[TASK_LINES:]
+        lost = lost[:TASK_LINES] + [f"lost {sum(map(len, rest))} more, of {len(rest)} more jobs: each in "
+                                    "batch_metadata.json (failed_stimuli)"]
+    lines = []
+    for line in problem_lines(failed):
+        lines += lost if line.startswith("lost ") else [line]
+    return lines
 
 
 def finish(sweep_dir: Path, n: int, t0: float, fmt: str, name: str | None) -> dict:
     """Build the dataset (which accounts for every planned stimulus: in it, or listed in
     failed_stimuli with its reason), report, exit non-zero when any stimulus is not in it."""
-    from sensoryforge.dataset.aggregate import aggregate, problem_lines  # h5py, torch: only now
+    from sensoryforge.dataset.aggregate import aggregate  # h5py, torch: only now
 
+    partial.salvage(sweep_dir)  # a lost task's saved segments are in the dataset, not lost
     report = aggregate([sweep_dir], sweep_dir, fmt=fmt, name=name, progress=True)
     failed = report["failed_stimuli"]
     with open(sweep_dir / "stimulus_index.json") as f:  # the dataset's stimuli, as written
@@ -204,7 +251,7 @@ def finish(sweep_dir: Path, n: int, t0: float, fmt: str, name: str | None) -> di
     if failed:
         print(f"{len(failed)} of {n} stimuli not in the dataset (batch_metadata.json: failed_stimuli):",
               file=sys.stderr)
-        for line in problem_lines(failed):
+        for line in failure_lines(failed):
             print(f"  {line}", file=sys.stderr)
     if failed or not analysed:
         sys.exit(1)
