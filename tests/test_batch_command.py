@@ -226,7 +226,7 @@ if failed:
 # duration only keeps the test short (the documentation's code does not depend on it)
 WITH_INTERMEDIATES = QUICK_START.replace('save_format: "pytorch"  # or "hdf5"',
                                          'save_format: "both"\n  save_intermediates: true')
-SHORT = ["pipeline.duration=300"]
+SHORT = ["pipeline.duration=200"]
 
 
 def batch(args: list[str], cwd: Path, **kw):
@@ -260,7 +260,7 @@ def test_the_documented_client_code_runs_unchanged(quick_start, monkeypatch, cap
     weight = torch.nn.Parameter(torch.zeros(()))
 
     def model(stimuli, responses):  # the user's; the documentation leaves it to them
-        assert stimuli.shape[1:] == (30, 80, 80) and responses.shape[1:] == (1200, 296)
+        assert stimuli.shape[1:] == (20, 80, 80) and responses.shape[1:] == (800, 296)
         return weight * stimuli.mean() + responses.float().mean()
 
     ns = {"model": model, "optimizer": torch.optim.SGD([weight], lr=0.1)}
@@ -274,19 +274,19 @@ def test_the_documented_client_code_runs_unchanged(quick_start, monkeypatch, cap
     # what the snippets read is the dataset: spikes, intermediates under both names, the stimulus
     results, first = ns["results"], ns["results"][0]
     assert len(results) == 75 and first["sa_currents"] is first["sa_drive"]
-    assert first["sa_spikes"].dtype == torch.bool and first["sa_spikes"].shape == (1200, 100)
+    assert first["sa_spikes"].dtype == torch.bool and first["sa_spikes"].shape == (800, 100)
     frames, times = first["stimulus"], first["stimulus_times"]
-    assert frames.shape == (30, 80, 80) and torch.equal(times, torch.arange(0, 300, 10, dtype=torch.float32))
-    exact = (first["stimulus_temporal"] @ first["stimulus_spatial"].reshape(1, -1)).reshape(1200, 80, 80)
+    assert frames.shape == (20, 80, 80) and torch.equal(times, torch.arange(0, 200, 10, dtype=torch.float32))
+    exact = (first["stimulus_temporal"] @ first["stimulus_spatial"].reshape(1, -1)).reshape(800, 80, 80)
     assert torch.allclose(frames, exact[::40], rtol=1e-6, atol=1e-6) and float(frames.max()) > 9.0
     loader = torch.utils.data.DataLoader(ns["dataset"], batch_size=8)  # HDF5Dataset, the last one
     batches = list(loader)
-    assert len(batches) == 10 and batches[0].shape == (8, 1200, 296)
+    assert len(batches) == 10 and batches[0].shape == (8, 800, 296)
     assert torch.equal(batches[0][0], torch.cat([first["sa_spikes"], first["ra_spikes"]], dim=1))
     with h5py.File("batch_results/my_dataset/results.h5") as f:
         g = f["responses/stim_0000"]
         assert g["sa_currents"].id == g["sa_drive"].id  # a hard link, not a copy
-        assert g["stimulus"].shape == (30, 80, 80) and g["stimulus"].attrs["unit"] == "kPa"
+        assert g["stimulus"].shape == (20, 80, 80) and g["stimulus"].attrs["unit"] == "kPa"
     monkeypatch.chdir(folder / "batch_results/my_dataset")
     exec(compile(FAILURES, "batch_processing.md", "exec"), ns)  # noqa: S102
     assert ns["failed"] == {} or ns["failed"] == []
