@@ -252,3 +252,55 @@ def test_a_preempted_task_is_requeued_and_goes_on_from_its_next_stimulus(slurm, 
                        env=cli_env(), capture_output=True, text=True, timeout=300)
     assert b.returncode == 0, b.stderr[-2000:]
     assert_same_dataset(ref / "results.h5", tmp_path / "slurm" / "sweep" / "results.h5")
+
+
+def _ledger_owners(sweep: Path) -> dict[str, set]:
+    """stimulus id -> the (host, pid) of every task that reported it computed (progress ledgers)."""
+    owners: dict[str, set] = {}
+    for ledger in sweep.glob("*/progress.jsonl"):
+        for line in ledger.read_text().splitlines():
+            e = json.loads(line)
+            for sid in e.get("ok", []):
+                owners.setdefault(sid, set()).add((e["host"], e["pid"]))
+    return owners
+
+
+def test_detach_status_attach_and_a_killed_attacher(slurm, tmp_path, basic_sweep):
+    """detach=true submits and returns; sensoryforge-status reports the tasks; the same command
+    attaches (submits nothing again) and, killed -9 and run once more, attaches again; the dataset
+    is the basic launcher's bit for bit and no stimulus was computed by two tasks."""
+    env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"]}
+    args = [*SWEEP, "hydra/launcher=slurm", *ON_SLURM, "hydra.launcher.array_parallelism=1", "hydra.sweep.dir=slurm/sweep"]
+    sweep = tmp_path / "slurm" / "sweep"
+    t0 = time.monotonic()
+    r = run_sweep(slurm, tmp_path, *args, "detach=true")
+    submit_s = time.monotonic() - t0
+    assert r.returncode == 0, explain(r, slurm)
+    assert "detached: 12 stimuli in 4 cluster tasks" in r.stdout, explain(r, slurm)
+    launch = json.loads((sweep / "launch.json").read_text())
+    assert sorted(launch["tasks"]) == ["stim_0000-0002", "stim_0003-0005", "stim_0006-0008", "stim_0009-0011"]
+    st = subprocess.run([sys.executable, "-m", "sensoryforge.cli.status", str(sweep), "--jobs"], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert st.returncode in (0, 3), st.stdout + st.stderr
+    assert st.returncode == 0 or "Slurm task " in st.stdout, st.stdout
+    # the same command, attached: killed -9 once it waits, then run again
+    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    time.sleep(3)
+    os.killpg(p.pid, 9)
+    first, _ = p.communicate()
+    r = run_sweep(slurm, tmp_path, *args)
+    assert r.returncode == 0, explain(r, slurm) + first
+    out = r.stdout + r.stderr
+    # nothing was submitted twice: each chunk ran in the task the detached command submitted
+    assert "submitting" not in out and "attached to " in out, out[-3000:]
+    assert json.loads((sweep / "launch.json").read_text())["tasks"] == launch["tasks"]
+    owners = _ledger_owners(sweep)
+    assert sorted(owners) == [f"stim_{i:04d}" for i in range(12)]
+    assert [sid for sid, who in owners.items() if len(who) > 1] == []  # none computed twice
+    assert_same_dataset(basic_sweep / "results.h5", sweep / "results.h5")
+    st = subprocess.run([sys.executable, "-m", "sensoryforge.cli.status", str(sweep)], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert st.returncode == 0 and st.stdout.startswith(f"sweep {sweep}: 12 of 12 stimuli done, complete"), st.stdout
+    print(f"\ndetach: submitted and returned in {submit_s:.1f} s")

@@ -15,6 +15,7 @@ from conftest import TINY, cli_env, run_cli
 
 GRID = [*TINY, "stimulus.amplitude=10,20,30,40", "repetition=range(40)", "hydra.sweeper.chunk_size=80",
         "pipeline.batch_size=4"]  # 160 stimuli, 2 jobs
+LONG = [*GRID[:2], "repetition=range(100)", "hydra.sweeper.chunk_size=200", "pipeline.batch_size=2"]  # 400, 2 jobs
 
 
 def status(folder, cwd):
@@ -23,10 +24,10 @@ def status(folder, cwd):
 
 def test_running_then_complete(tmp_path, monkeypatch):
     monkeypatch.setenv("SENSORYFORGE_SEGMENT_S", "0")
-    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *GRID, "hydra.sweep.dir=sw"], cwd=tmp_path,
+    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *LONG, "hydra.sweep.dir=sw"], cwd=tmp_path,
                          env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        ledger = tmp_path / "sw" / "stim_0000-0079" / "progress.jsonl"
+        ledger = tmp_path / "sw" / "stim_0000-0199" / "progress.jsonl"
         deadline = time.time() + 300
         while time.time() < deadline and p.poll() is None and len(ledger.read_text().splitlines() if ledger.exists() else []) < 4:
             time.sleep(0.05)
@@ -37,18 +38,18 @@ def test_running_then_complete(tmp_path, monkeypatch):
                          r"failed 0, missing 0", lines[1])
         assert m, lines[1]
         done, running, _, pending = (int(x) for x in m.groups())
-        assert done + running + pending == 160 and running > 0 and done < 160
-        assert lines[0] == f"sweep sw: {done} of 160 stimuli done"
+        assert done + running + pending == 400 and running > 0 and done < 400
+        assert lines[0] == f"sweep sw: {done} of 400 stimuli done"
         assert "the sweep command holds the folder (" in r.stdout and "ETA " in r.stdout
-        states = re.findall(r"^  stim_\d{4}-\d{4}: (\w+(?: \w+)?), (\d+) of 80 done", r.stdout, re.M)
+        states = re.findall(r"^  stim_\d{4}-\d{4}: (\w+(?: \w+)?), (\d+) of 200 done", r.stdout, re.M)
         assert len(states) == 2 and "running" in {s for s, _ in states}
         assert sum(int(k) for _, k in states) == done
     finally:
         assert p.wait(timeout=600) == 0
     r = status("sw", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[:2] == ["sweep sw: 160 of 160 stimuli done, complete",
-                                         "  done 160, interrupted 0, failed 0, missing 0"]
+    assert r.stdout.splitlines()[:2] == ["sweep sw: 400 of 400 stimuli done, complete",
+                                         "  done 400, interrupted 0, failed 0, missing 0"]
 
 
 def test_killed_sweep_is_interrupted_and_counts_what_was_saved(tmp_path, monkeypatch):

@@ -4,9 +4,10 @@ cluster): stimuli done, running, pending, failed and missing, per job, with elap
     sensoryforge-status multirun/2026-12-03/10-00-00 [--jobs]
 
 It reads the plan (sweep_plan.json), the finished job folders (job.json), the saved segments of
-running jobs (partial/) and their progress ledgers (progress.jsonl), and the folder's lock: a
-sweep command that holds it is alive, so its unfinished jobs are running; without one they were
-interrupted (the same sweep command resumes them).
+running jobs (partial/) and their progress ledgers (progress.jsonl), the folder's lock (a sweep
+command that holds it is alive, so its unfinished jobs are running) and the cluster tasks its
+launch record names (launch.json: squeue and sacct give each one's state and pending reason).
+Without either, unfinished jobs were interrupted (the same sweep command resumes them).
 
 Exit status: 0 every planned stimulus is done; 3 the sweep is running; 1 it is not running and
 stimuli are failed, missing or unfinished (run the same sweep command again); 2 not a sweep folder.
@@ -25,6 +26,7 @@ from sensoryforge.core.text import clock
 from sensoryforge.dataset.jobs import JOB_FILE, PLAN_FILE, read_plan, read_records
 from sensoryforge.dataset.partial import PARTIAL, restore
 from sensoryforge.dataset.progress import LEDGER, read_ledger
+from sensoryforge.sweep.attach import alive_tasks
 from sensoryforge.sweep.lock import LOCK_FILE
 
 COMPLETE, FAILED, NOT_A_SWEEP, RUNNING = 0, 1, 2, 3
@@ -55,6 +57,9 @@ def status(sweep_dir: Path) -> tuple[int, list[str], list[str]]:
     if plan.ids is None:
         return NOT_A_SWEEP, [f"{sweep_dir}/{PLAN_FILE}: {plan.note}"], []
     planned, records, live, now = set(plan.ids), read_records(sweep_dir, plan), holder(sweep_dir), time.time()
+    queued = alive_tasks(sweep_dir)  # cluster tasks of the launch record still alive (squeue, sacct)
+    if queued and not live:
+        live = f"{len(queued)} cluster tasks still alive, no command waiting for them"
     done = {i for i, r in records.items() if r.ok and i in planned}
     jobs = {}  # the latest run's unfinished jobs: their saved, computed and last progress
     for name, ids in plan.chunks.items():
@@ -86,7 +91,8 @@ def status(sweep_dir: Path) -> tuple[int, list[str], list[str]]:
         code = COMPLETE
     elif live:
         code = RUNNING
-        lines.append(f"  running: the sweep command holds the folder ({live})")
+        lines.append(f"  running: {live}" if queued and not holder(sweep_dir) else
+                     f"  running: the sweep command holds the folder ({live})")
         rate = (this_run + len(unsaved)) / elapsed if elapsed else 0.0
         eta = clock(len(started | waiting) / rate) if rate > 0 else "unknown (no stimulus finished yet)"
         lines.append(f"  elapsed {clock(elapsed or 0.0)}, ETA {eta}")
@@ -103,6 +109,9 @@ def status(sweep_dir: Path) -> tuple[int, list[str], list[str]]:
         ok = len(set(ids) & done)
         bad = sum(1 for i in ids if i in records and not records[i].ok and i not in done)
         line = f"  {name}: {state}, {ok} of {len(ids)} done, {bad} failed"
+        if name in queued:
+            q = queued[name]
+            line += f", Slurm task {q['task']} {q['state']}" + (f" ({q['reason']})" if q["reason"] else "")
         if j and j["last"]:
             line += f", {len(j['computed'] - done)} computed unsaved, last progress {clock(now - j['last'])} ago"
         per_job.append(line)

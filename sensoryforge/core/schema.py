@@ -208,6 +208,8 @@ class Config:
     seed: int = param(0, "", ">=0", "base seed of the trial noise")
     repetition: int = param(0, "", ">=0", "trial index; the noise seed derives from (seed, repetition)")
     dry_run: bool = param(False, "", None, "print what would run, with estimates; simulate nothing")
+    detach: bool = param(False, "", None, "with hydra/launcher=slurm: submit, record and return; the same command "
+                         "again attaches to the running tasks")
     batch_file: str | None = param(None, "", None, "a batch YAML in the older format, run as a sweep")
     chunk: str | None = param(None, "", None, "set by the sweeper: which stimuli this job runs")
     fail_stimuli: list[str] = param([], "", None, "stimulus ids made to fail on purpose (tests)")
@@ -220,8 +222,8 @@ class Config:
 
 
 # command-line and testing switches: never part of a sweep point, a fingerprint or a table
-SWITCHES = ("chunk", "dry_run", "batch_file", "fail_stimuli")
+SWITCHES = ("chunk", "dry_run", "detach", "batch_file", "fail_stimuli")
 # keys that change neither spikes nor outcomes: left out of fingerprints and datasets' configs
-NON_RESULT_KEYS = ("chunk", "dry_run", "fail_stimuli", "dataset", "batch_file", "objective", "validation_checks",
+NON_RESULT_KEYS = ("chunk", "dry_run", "detach", "fail_stimuli", "dataset", "batch_file", "objective", "validation_checks",
                    "sensitivity")
 NON_RESULT_PIPELINE_KEYS = ("batch_size", "threads", "save_intermediates")

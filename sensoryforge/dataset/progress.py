@@ -177,11 +177,12 @@ class Monitor:
     finished by earlier runs (counted as completed, not by the bar)."""
 
     def __init__(self, sweep_dir: Path, chunks: dict[str, list[str]], batch_id: str, total: int,
-                 completed: list[str], poll_s: float = 0.5):
+                 completed: list[str], poll_s: float = 0.5, from_start: set[str] = frozenset()):
         self.sweep_dir, self.batch_id, self.total, self.poll_s = Path(sweep_dir), batch_id, total, poll_s
         self.chunks = chunks
         # what a ledger held before this run (an earlier run of the same chunk) is not this run's
-        self.offsets = {name: _size(self.sweep_dir / name / LEDGER) for name in chunks}
+        # (`from_start`: chunks of tasks this run attached to, whose whole ledger is theirs)
+        self.offsets = {name: 0 if name in from_start else _size(self.sweep_dir / name / LEDGER) for name in chunks}
         self.ok: dict[str, None] = dict.fromkeys(completed)  # ordered sets
         self.chunk_of = {sid: name for name, ids in chunks.items() for sid in ids}
         self.saved: set[str] = set()  # chunks whose job has written its folder (job.json)

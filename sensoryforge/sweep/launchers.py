@@ -205,10 +205,13 @@ class ComposedOnce:
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0,
-           composed: dict[tuple[str, ...], DictConfig] | None = None) -> list[JobReturn]:
+           composed: dict[tuple[str, ...], DictConfig] | None = None, attach: dict[str, str] | None = None,
+           detach: bool = False) -> list[JobReturn] | None:
     """Run the jobs with `launcher`; one JobReturn per job, in order. `composed`: job config
     overrides -> its composed config, which Hydra's basic launcher (in this process) reuses for
-    every chunk of that job config (ComposedOnce)."""
+    every chunk of that job config (ComposedOnce). A cluster launcher also waits for the tasks of
+    `attach` (chunk -> task id, submitted by an earlier command; their returns follow the new
+    jobs'), and with `detach` submits, records and returns None without waiting."""
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
     from hydra.types import HydraContext
 
@@ -217,7 +220,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     except ImportError:  # the submitit plugin is a dependency, but stay usable without it
         BaseSubmititLauncher = ()  # noqa: N806
     if BaseSubmititLauncher and isinstance(launcher, BaseSubmititLauncher):
-        return launch_submitit(launcher, job_overrides, initial_job_idx)
+        return launch_submitit(launcher, job_overrides, initial_job_idx, attach or {}, detach)
     if composed and type(launcher) is BasicLauncher:
         ctx = launcher.hydra_context
         launcher.hydra_context = HydraContext(ComposedOnce(ctx.config_loader, composed), ctx.callbacks)
@@ -241,7 +244,36 @@ def _executor(launcher):
     return executor
 
 
-def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[JobReturn]:
+LAUNCH_FILE = "launch.json"  # in the sweep folder: the cluster tasks submitted for it, by chunk
+
+
+def read_launch(sweep_dir: Path) -> dict:
+    """The sweep folder's launch record ({} when there is none or it is unreadable)."""
+    import json
+
+    try:
+        rec = json.loads((Path(sweep_dir) / LAUNCH_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) and isinstance(rec.get("tasks"), dict) else {}
+
+
+def record_launch(sweep_dir: Path, kind: str, folder: str, tasks: dict[str, str]) -> None:
+    """launch.json: which task runs each chunk (the tasks of earlier commands kept), the launcher,
+    submitit's folder and who submitted; written atomically before anyone waits for the tasks."""
+    import socket
+
+    from sensoryforge.dataset.files import write_json
+
+    old = read_launch(sweep_dir)
+    write_json(Path(sweep_dir) / LAUNCH_FILE, {
+        "launcher": kind, "folder": folder, "tasks": {**old.get("tasks", {}), **tasks},
+        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"), "submitter": {"host": socket.gethostname(), "pid": os.getpid()},
+    })
+
+
+def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0, attach: dict[str, str] | None = None,
+                    detach: bool = False) -> list[JobReturn] | None:
     from hydra.core.singleton import Singleton
     from hydra.core.utils import filter_overrides
 
@@ -252,7 +284,8 @@ def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[J
     if "mode" in config.hydra.sweep:
         os.chmod(sweep_dir, int(str(config.hydra.sweep.mode), 8))
     kind = "Slurm" if launcher._EXECUTOR == "slurm" else launcher._EXECUTOR
-    log.info("submitting %d jobs to %s (output %s)", len(job_overrides), kind, sweep_dir)
+    if job_overrides:
+        log.info("submitting %d jobs to %s (output %s)", len(job_overrides), kind, sweep_dir)
     state = Singleton.get_state()
     args = []
     for i, overrides in enumerate(job_overrides):
@@ -260,9 +293,17 @@ def launch_submitit(launcher, job_overrides, initial_job_idx: int = 0) -> list[J
         args.append((list(overrides), "hydra.sweep.dir", initial_job_idx + i, f"job_id_for_{i}", state))
     # the launcher itself is the submitted callable, as in Hydra's plugin (it composes the job's
     # config on the node and runs the task)
-    jobs = executor.map_array(launcher, *zip(*args))
+    jobs = executor.map_array(launcher, *zip(*args)) if args else []
     if jobs and kind == "Slurm":
         log.info("Slurm array job %s: %d tasks", jobs[0].job_id.split("_")[0], len(jobs))
+    names = [_chunk_name(o, initial_job_idx + i) for i, o in enumerate(job_overrides)]
+    folder = str(launcher.params["submitit_folder"])
+    record_launch(sweep_dir, kind, folder, {n: j.job_id for n, j in zip(names, jobs)})
+    if detach:
+        return None
+    for name, job_id in (attach or {}).items():  # tasks an earlier command submitted: waited for as ours
+        jobs.append(type(executor._executor).job_class(folder=folder, job_id=job_id))
+        job_overrides = [*job_overrides, [f"chunk={name}"]]
 
     t0 = time.time()
     results: list[JobReturn | None] = [None] * len(jobs)

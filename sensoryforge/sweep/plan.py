@@ -60,7 +60,7 @@ from sensoryforge.dataset.jobs import (
 )
 from sensoryforge.sweep.launchers import parallelism
 
-NOT_A_POINT = ("dry_run", "batch_file")  # command-line switches the sweeper consumes itself
+NOT_A_POINT = ("dry_run", "detach", "batch_file")  # command-line switches the sweeper consumes itself
 COMPOSED = ("job", "switch")  # the axis roles that go into a job's overrides (dataset/jobs.py: Plan)
 
 

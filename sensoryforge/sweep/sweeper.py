@@ -14,6 +14,7 @@ import logging
 import math
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from sensoryforge.core.text import clock, closed_pipe_exit, compact_ids
 from sensoryforge.dataset import partial, progress
 from sensoryforge.dataset.files import DiskFull, remove_stale_temporaries
 from sensoryforge.dataset.jobs import JOB_FILE, write_lost
-from sensoryforge.sweep import cluster, launchers, sensitivity
+from sensoryforge.sweep import attach, cluster, launchers, sensitivity
 from sensoryforge.sweep.batchfile import load_batch_file
 from sensoryforge.sweep.estimate import check_disk, check_memory, disk_mb, print_dry_run
 from sensoryforge.sweep.lock import sweep_lock
@@ -95,19 +96,29 @@ def check_fits(sweeper, sweep: Sweep, sweep_dir: Path) -> None:
         check_memory(cfg, min(size, n), math.ceil(n / size), launcher)
         disk += disk_mb(cfg, n)
     check_disk(disk, sweep_dir)
+    if sweeper.config.get("detach") and not cluster.is_slurm(launcher):
+        raise ConfigError("detach=true: needs a cluster launcher (hydra/launcher=slurm); the jobs of this "
+                          "launcher run inside the command")
     for warning in cluster.check_cluster(launcher, dry_run=bool(sweeper.config.get("dry_run"))):
         log.warning(warning)  # a Slurm request no node can run is refused (ConfigError)
 
 
 def _chunks(sweeper, sweep: Sweep, sweep_dir: Path):
-    """(finished stimuli's numbers, chunks to run, chunk size)."""
+    """(finished stimuli's numbers, chunks to run, chunk size, chunks in flight: chunk -> (Chunk,
+    task id) of an earlier command's cluster tasks still alive, planned to no new job)."""
     done = split_finished(sweep, sweep_dir)
-    size = chunk_size(sweep.n - len(done), sweeper, sweeper.config.hydra.launcher)
-    return done, make_chunks(sweep, done, size, sweep_dir), size
+    launcher = sweeper.config.hydra.launcher
+    flying = attach.in_flight(sweep, sweep_dir) if cluster.is_slurm(launcher) else OrderedDict()
+    busy = sorted(set(done) | set(attach.numbers(flying)))
+    size = chunk_size(sweep.n - len(busy), sweeper, launcher)
+    return done, make_chunks(sweep, busy, size, sweep_dir), size, flying
 
 
 def dry_run(sweeper, plan: dict, sweep_dir: Path) -> list:
-    done, chunks, size = _chunks(sweeper, plan["sweep"], sweep_dir)
+    done, chunks, size, flying = _chunks(sweeper, plan["sweep"], sweep_dir)
+    if flying:
+        print(f"attached: {len(flying)} cluster tasks of an earlier command still run "
+              f"({len(attach.numbers(flying))} stimuli); they are waited for, not submitted again")
     parallel, _ = launchers.parallelism(sweeper.config.hydra.launcher)
     room = cluster.capacity(sweeper.config.hydra.launcher)  # a Slurm cluster's nodes run so many at once
     parallel = min(parallel, room) if room else parallel
@@ -128,7 +139,7 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
     kept = partial.salvage(sweep_dir)  # jobs cut short: what they saved is finished work
     if kept:
         log.info("kept %d stimuli saved by jobs that were cut short", kept)
-    done, chunks, size = _chunks(sweeper, sweep, sweep_dir)
+    done, chunks, size, flying = _chunks(sweeper, sweep, sweep_dir)
     batch = plan["batch"]
     fmt = batch.format if batch and batch.format else config.dataset.format
     name = batch.name if batch and batch.name else config.dataset.name
@@ -140,8 +151,14 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
             "resume: %d of %d stimuli already finished in %s, skipped: %s",
             len(done), sweep.n, sweep_dir, compact_ids([sweep.id(i) for i in done]),
         )
-    if chunks:
-        write_plan(sweep_dir, sweep, chunks)
+    detach = bool(config.get("detach"))
+    attached = {name: task for name, (_, task) in flying.items()}
+    if flying:
+        log.info("attached to %d tasks of an earlier command still on the cluster (%d stimuli): waited for, "
+                 "not submitted again", len(flying), len(attach.numbers(flying)))
+    everything = OrderedDict([*chunks.items(), *((n, c) for n, (c, _) in flying.items())])
+    if everything:
+        write_plan(sweep_dir, sweep, everything)
         progress.reset(sweep_dir)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         launcher = Plugins.instance().instantiate_launcher(
@@ -150,15 +167,23 @@ def execute(sweeper, plan: dict, sweep_dir: Path) -> Any:
         todo = sum(c.size for c in chunks.values())
         log.info("%d stimuli to run in %d jobs of up to %d (%s)", todo, len(chunks), size, sweep_dir)
         overrides = [[*sweep.jobs[c.job], f"chunk={name}", f"hydra.sweep.subdir={name}"] for name, c in chunks.items()]
-        ids = {name: [sweep.id(i) for lo, hi in c.ranges for i in range(lo, hi)] for name, c in chunks.items()}
+        ids = {name: [sweep.id(i) for lo, hi in c.ranges for i in range(lo, hi)] for name, c in everything.items()}
         returns, failure = [], None
-        with progress.Monitor(sweep_dir, ids, batch_id, sweep.n, [sweep.id(i) for i in done]), quiet_launcher():
+        with progress.Monitor(sweep_dir, ids, batch_id, sweep.n, [sweep.id(i) for i in done],
+                              from_start=set(attached)), quiet_launcher():
             try:
-                returns = launchers.launch(launcher, overrides, initial_job_idx=0, composed=sweep.composed)
+                returns = launchers.launch(launcher, overrides, initial_job_idx=0, composed=sweep.composed,
+                                           attach=attached, detach=detach)
             except Exception as e:  # noqa: BLE001 - e.g. a cluster job that died; recorded below
                 log.error("launcher: %s", e)
                 failure = e
-        record_lost_jobs(sweep, chunks, returns, sweep_dir, failure)
+        if returns is None:  # detached: the tasks run on; this command is done
+            print(f"detached: {todo} stimuli in {len(chunks)} cluster tasks (launch.json in {sweep_dir}); "
+                  f"where they stand: sensoryforge-status {sweep_dir}; the same command again waits for them "
+                  f"and builds the dataset (or sensoryforge-aggregate {sweep_dir} once they have finished)",
+                  flush=True)
+            return []
+        record_lost_jobs(sweep, everything, returns, sweep_dir, failure)
     return finish(sweep_dir, sweep.n, plan["t0"], fmt, batch_id)
 
 
