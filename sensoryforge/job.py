@@ -122,16 +122,14 @@ class Arrays:
     def of(self, ids: list[str]) -> dict[str, dict[str, np.ndarray] | None]:
         """The arrays of stimuli `ids` (and the shared ones, as the series' `times`), by kind."""
         want = set(ids)
-        return {kind: None if named is None else
-                {k: v for k, v in named.items() if "/" not in k or k.split("/", 1)[0] in want}
-                for kind, named in self.kinds().items()}
+        return {kind: None if named is None else partial.owned(named, want) for kind, named in self.kinds().items()}
 
     def restore(self, arrays: dict[str, dict[str, np.ndarray]], ids: set[str]) -> None:
         """Takes the saved arrays of stimuli `ids` (partial.restore) as if simulated here."""
         for kind, named in arrays.items():
             mine = getattr(self, kind, None)
             if mine is not None:
-                mine.update({k: v for k, v in named.items() if "/" not in k or k.split("/", 1)[0] in ids})
+                mine.update(partial.owned(named, ids))
 
 
 def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:

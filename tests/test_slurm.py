@@ -68,6 +68,21 @@ def run_sweep(slurm, cwd: Path, *args: str, timeout: float = 300) -> subprocess.
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def sweep_while(slurm, cwd: Path, args: list[str], env: dict, act) -> tuple[subprocess.CompletedProcess, object]:
+    """The sweep `args` on the cluster, with `act(proc)` done to it while it runs; (its result,
+    what `act` returned). The sweep is killed if anything goes wrong on the way."""
+    env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"], **env}
+    with subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL) as proc:
+        try:
+            value = act(proc)
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), value
+
+
 def explain(r: subprocess.CompletedProcess, slurm) -> str:
     return f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}\n{slurm.log_tail('slurmctld')}"
 
@@ -140,21 +155,11 @@ def test_job_killed_on_slurm_is_recorded_then_redone(slurm, tmp_path, basic_swee
     args = [*SWEEP, "hydra/launcher=slurm", *ON_SLURM, "hydra.sweeper.chunk_size=6", "hydra.launcher.mem_gb=1",
             "hydra.launcher.array_parallelism=1",  # one task at a time: task 0 dies while task 1 waits
             "hydra.sweep.dir=slurm/sweep"]
-    env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"]}
-    with subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=tmp_path, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          stdin=subprocess.DEVNULL) as proc:
-        try:
-            task = _kill_first_task_once_running(slurm, proc)
-            stdout, stderr = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    r, task = sweep_while(slurm, tmp_path, args, {}, lambda proc: _kill_first_task_once_running(slurm, proc))
     assert r.returncode == 1, explain(r, slurm)
     lost = [f"stim_{i:04d}" for i in range(6)]
     # one line for the lost task: its stimuli, the Slurm job, its state, why, its log
-    (line,) = [line for line in stderr.splitlines() if line.startswith("  lost ")]
+    (line,) = [line for line in r.stderr.splitlines() if line.startswith("  lost ")]
     m = re.fullmatch(rf"  lost 6: stim_0000..stim_0005 \(Slurm job {task} ended in state CANCELLED( by \d+)? "
                      r"without results \(cancelled: scancel or an administrator\); its log: (\S+)\)", line)
     assert m and Path(m[2]).is_file(), line
@@ -222,24 +227,19 @@ def test_a_preempted_task_is_requeued_and_goes_on_from_its_next_stimulus(slurm, 
     it saved and simulates only the rest, and the dataset is the basic launcher's bit for bit."""
     grid = [*TINY, "stimulus.amplitude=10,20,30", "repetition=range(60)", "pipeline.batch_size=2",
             "hydra.sweeper.chunk_size=180"]  # one task of 180 stimuli, a segment after every batch
-    env = {**cli_env(), "SLURM_CONF": slurm.env["SLURM_CONF"], "SENSORYFORGE_SEGMENT_S": "0"}
     args = [*grid, "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
             "hydra.launcher.timeout_min=10", "hydra.sweep.dir=slurm/sweep"]
     part = tmp_path / "slurm" / "sweep" / "stim_0000-0179" / "partial"
-    with subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *args], cwd=tmp_path, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL) as proc:
-        try:
-            end = time.monotonic() + 180
-            while time.monotonic() < end and proc.poll() is None and len(list(part.glob("seg_*/job.json"))) < 5:
-                time.sleep(0.05)
-            (task,) = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm.env, capture_output=True, text=True,
-                                     check=True).stdout.split()
-            subprocess.run(["scancel", "--signal=USR2", task], env=slurm.env, check=True)
-            stdout, stderr = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+    def preempt_after_five_segments(proc):
+        end = time.monotonic() + 180
+        while time.monotonic() < end and proc.poll() is None and len(list(part.glob("seg_*/job.json"))) < 5:
+            time.sleep(0.05)
+        (task,) = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm.env, capture_output=True, text=True,
+                                 check=True).stdout.split()
+        subprocess.run(["scancel", "--signal=USR2", task], env=slurm.env, check=True)
+
+    r, _ = sweep_while(slurm, tmp_path, args, {"SENSORYFORGE_SEGMENT_S": "0"}, preempt_after_five_segments)
     assert r.returncode == 0, explain(r, slurm)
     job = json.loads((part.parent / "job.json").read_text())
     assert 10 <= job.get("restored", 0) < 180, job.get("restored")

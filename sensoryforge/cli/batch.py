@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 from sensoryforge.core.params import ConfigError
-
-CHECKPOINT = "checkpoint.json"  # dataset/progress.py writes it; named here without importing it
-PLAN = "sweep_plan.json"
+from sensoryforge.dataset.jobs import PLAN_FILE as PLAN
+from sensoryforge.dataset.progress import CHECKPOINT
 
 
 def parser() -> argparse.ArgumentParser:

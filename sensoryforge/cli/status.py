@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sensoryforge.core.text import clock
 from sensoryforge.dataset.jobs import JOB_FILE, PLAN_FILE, read_plan, read_records
-from sensoryforge.dataset.partial import PARTIAL, restore
+from sensoryforge.dataset.partial import PARTIAL, saved_ids
 from sensoryforge.dataset.progress import LEDGER, read_ledger
 from sensoryforge.sweep.attach import alive_tasks
 from sensoryforge.sweep.lock import LOCK_FILE
@@ -56,10 +56,10 @@ def status(sweep_dir: Path) -> tuple[int, list[str], list[str]]:
     plan = read_plan(sweep_dir)
     if plan.ids is None:
         return NOT_A_SWEEP, [f"{sweep_dir}/{PLAN_FILE}: {plan.note}"], []
-    planned, records, live, now = set(plan.ids), read_records(sweep_dir, plan), holder(sweep_dir), time.time()
+    planned, records, held, now = set(plan.ids), read_records(sweep_dir, plan), holder(sweep_dir), time.time()
     queued = alive_tasks(sweep_dir)  # cluster tasks of the launch record still alive (squeue, sacct)
-    if queued and not live:
-        live = f"{len(queued)} cluster tasks still alive, no command waiting for them"
+    live = (f"the sweep command holds the folder ({held})" if held else
+            f"{len(queued)} cluster tasks still alive, no command waiting for them" if queued else None)
     done = {i for i, r in records.items() if r.ok and i in planned}
     jobs = {}  # the latest run's unfinished jobs: their saved, computed and last progress
     for name, ids in plan.chunks.items():
@@ -67,7 +67,7 @@ def status(sweep_dir: Path) -> tuple[int, list[str], list[str]]:
         if (folder / JOB_FILE).exists():
             continue
         entries, _ = read_ledger(folder / LEDGER)
-        saved = set(restore(folder)[0]) & set(ids) if (folder / PARTIAL).exists() else set()
+        saved = saved_ids(folder) & set(ids) if (folder / PARTIAL).exists() else set()
         done |= saved
         jobs[name] = {"ids": set(ids), "started": bool(entries) or folder.exists(),
                       "computed": {i for e in entries for i in e.get("ok", [])} & set(ids),
@@ -91,8 +91,7 @@ def status(sweep_dir: Path) -> tuple[int, list[str], list[str]]:
         code = COMPLETE
     elif live:
         code = RUNNING
-        lines.append(f"  running: {live}" if queued and not holder(sweep_dir) else
-                     f"  running: the sweep command holds the folder ({live})")
+        lines.append(f"  running: {live}")
         rate = (this_run + len(unsaved)) / elapsed if elapsed else 0.0
         eta = clock(len(started | waiting) / rate) if rate > 0 else "unknown (no stimulus finished yet)"
         lines.append(f"  elapsed {clock(elapsed or 0.0)}, ETA {eta}")

@@ -64,6 +64,26 @@ def write_segment(job_dir: Path, number: int, job: dict, records: list[dict],
     write_record(seg, {**job, "files": files, "stimuli": records})
 
 
+def owned(named: dict[str, np.ndarray], ids: set[str]) -> dict[str, np.ndarray]:
+    """The arrays of stimuli `ids` in a job's {name: array} (names `<id>/<what>`), with the shared
+    ones (no id: the series' `times`)."""
+    return {k: v for k, v in named.items() if "/" not in k or k.split("/", 1)[0] in ids}
+
+
+def _saved(job_dir: Path):
+    """(segment folder, its ok records) of each segment with any; the segments' files are checked
+    (dataset/jobs.py read_folder): a damaged one gives nothing."""
+    for seg in _segments(job_dir):
+        found = [r for r in read_folder(seg, Plan(None)) if r.ok]
+        if found:
+            yield seg, found
+
+
+def saved_ids(job_dir: Path) -> set[str]:
+    """The stimuli the segments of a job folder hold (their arrays unread)."""
+    return {r.record["id"] for _, found in _saved(job_dir) for r in found}
+
+
 def restore(job_dir: Path) -> tuple[dict[str, dict], dict[str, dict[str, np.ndarray]], dict]:
     """The saved stimuli of a job folder's segments: (ok records by id, arrays by kind ({name:
     array}, the series' `times` included), the job fields of the first segment). A damaged
@@ -71,10 +91,7 @@ def restore(job_dir: Path) -> tuple[dict[str, dict], dict[str, dict[str, np.ndar
     records: dict[str, dict] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {}
     first: dict = {}
-    for seg in _segments(job_dir):
-        found = [r for r in read_folder(seg, Plan(None)) if r.ok]
-        if not found:
-            continue
+    for seg, found in _saved(job_dir):
         job = found[0].job
         first = first or {k: v for k, v in job.items() if k not in ("stimuli", "files", "format")}
         ids = {r.record["id"] for r in found}
@@ -82,10 +99,7 @@ def restore(job_dir: Path) -> tuple[dict[str, dict], dict[str, dict[str, np.ndar
             for kind, name in job["files"].items():
                 z = Npz(seg / name)
                 try:
-                    for key in z.files:
-                        owner = key.split("/", 1)[0] if "/" in key else None
-                        if owner is None or owner in ids:
-                            arrays.setdefault(kind, {})[key] = z[key]
+                    arrays.setdefault(kind, {}).update(owned({key: z[key] for key in z.files}, ids))
                 finally:
                     z.close()
         except (OSError, NpzError):
