@@ -42,6 +42,9 @@ PARAMS = {
     ADEX: ("C", "g_L", "E_L", "V_T", "delta_T", "tau_w", "a", "b", "V_reset", "V_peak"),
 }
 STATE_ROWS = 2
+# a block's loops run over a multiple of this many columns (padding repeats its last afferent), so
+# no afferent falls into a loop's scalar remainder, which costs several times a vector lane
+LANES = 16
 
 # Philox4x32-10 constants (multipliers and Weyl key increments of the paper)
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
@@ -117,11 +120,11 @@ def log32(x):
 
 @njit(inline="always", error_model="numpy")
 def sincos_turn(w):
-    """(cos, sin) of 2 pi w / 2^32 for a uint32 word w (as uint64): its top two bits pick the
-    quadrant, the other 30 an angle in [-pi/4, pi/4) around the quadrant's first octant's edge,
-    where the Taylor series to degree 8/9 is exact to float32."""
-    q = np.int32(w >> np.uint64(30))
-    f = np.float32(np.float32(np.int32(w & np.uint64(0x3FFFFFFF))) * np.float32(2.0**-30))  # [0, 1)
+    """(cos, sin) of 2 pi w / 2^32 for a uint32 word w held in an int32 (its bits): its top two
+    bits pick the quadrant, the other 30 an angle in [-pi/4, pi/4) around the quadrant's first
+    octant's edge, where the Taylor series to degree 8/9 is exact to float32."""
+    q = np.int32((w >> np.int32(30)) & np.int32(3))
+    f = np.float32(np.float32(np.int32(w & np.int32(0x3FFFFFFF))) * np.float32(2.0**-30))  # [0, 1)
     a = np.float32(f * np.float32(2.0 * _QUARTER_PI) - _QUARTER_PI)  # angle - pi/4, in [-pi/4, pi/4)
     a2 = np.float32(a * a)
     s = np.float32(np.float32(1.0 / 362880.0) * a2 - np.float32(1.0 / 5040.0))
@@ -174,18 +177,25 @@ def saturate(d, s):
 
 
 @njit(inline="always", error_model="numpy")
-def _normals(z, group, lo, width, afferent, population, k0, k1):
-    """Standard normals of steps 4 group .. 4 group + 3 for afferents lo .. lo + width."""
+def _normals(z, bits, group, lo, width, afferent, population, k0, k1):
+    """Standard normals of steps 4 group .. 4 group + 3 for afferents lo .. lo + width. Two
+    loops: the counter's words (64-bit integer lanes) into `bits`, then Box-Muller on them in
+    32-bit lanes, twice as many per vector as one loop mixing both would get."""
     g = np.uint64(group)
     for j in range(width):
         x0, x1, x2, x3 = philox(g, np.uint64(afferent[lo + j]), np.uint64(population[lo + j]), np.uint64(0), k0, k1)
-        # uniforms in (0, 1) from the top 24 bits, never 0
-        u0 = np.float32(np.float32(np.int32(x0 >> np.uint64(8))) * np.float32(2.0**-24) + np.float32(2.0**-25))
-        u2 = np.float32(np.float32(np.int32(x2 >> np.uint64(8))) * np.float32(2.0**-24) + np.float32(2.0**-25))
+        bits[0, j] = np.int32(x0 >> np.uint64(8))  # the top 24 bits, for a uniform
+        bits[1, j] = np.int32(x1)  # all 32, for an angle
+        bits[2, j] = np.int32(x2 >> np.uint64(8))
+        bits[3, j] = np.int32(x3)
+    for j in range(width):
+        # uniforms in (0, 1), never 0
+        u0 = np.float32(np.float32(bits[0, j]) * np.float32(2.0**-24) + np.float32(2.0**-25))
+        u2 = np.float32(np.float32(bits[2, j]) * np.float32(2.0**-24) + np.float32(2.0**-25))
         r0 = np.float32(math.sqrt(np.float32(np.float32(-2.0) * log32(u0))))
         r2 = np.float32(math.sqrt(np.float32(np.float32(-2.0) * log32(u2))))
-        c1, s1 = sincos_turn(x1)
-        c3, s3 = sincos_turn(x3)
+        c1, s1 = sincos_turn(bits[1, j])
+        c3, s3 = sincos_turn(bits[3, j])
         z[0, j] = np.float32(r0 * c1)
         z[1, j] = np.float32(r0 * s1)
         z[2, j] = np.float32(r2 * c3)
@@ -199,70 +209,93 @@ def normals(seed_lo, seed_hi, steps, afferent, population):
     n = afferent.shape[0]
     out = np.empty((steps + 1, n), np.float32)
     z = np.empty((4, n), np.float32)
+    bits = np.empty((4, n), np.int32)
     for g in range(steps // 4 + 1):
-        _normals(z, g, 0, n, afferent, population, np.uint64(seed_lo), np.uint64(seed_hi))
+        _normals(z, bits, g, 0, n, afferent, population, np.uint64(seed_lo), np.uint64(seed_hi))
         for q in range(4):
             if 4 * g + q <= steps:
                 out[4 * g + q] = z[q]
     return out
 
 
+@njit(inline="always", error_model="numpy")
+def _padded(rows, lo, width, n):
+    """rows[:, lo:lo + width] as a C array of n >= width columns, the last column repeated."""
+    out = np.empty((rows.shape[0], n), rows.dtype)
+    for r in range(rows.shape[0]):
+        for j in range(n):
+            out[r, j] = rows[r, lo + min(j, width - 1)]
+    return out
+
+
 @njit(cache=True, error_model="numpy")
 def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init, afferent, population,
            k0, k1, spikes, drive_out, volt_out, record):
-    """One stimulus' block of afferents lo .. lo + width through all T steps. Each step is two
-    vectorised passes over the block: the input current, then the model."""
-    hi = lo + width
-    v = init[0, lo:hi].copy()
-    w = init[1, lo:hi].copy()
-    ou = np.empty(width, np.float32)
-    held = np.zeros(width, np.int32)  # refractory steps still to hold
-    z = np.empty((4, width), np.float32)
-    drive = np.empty(width, np.float32)
-    current = np.empty(width, np.float32)
-    fired = np.empty(width, np.bool_)
-    _normals(z, 0, lo, width, afferent, population, k0, k1)
-    for j in range(width):
+    """One stimulus' block of afferents lo .. lo + width through all T steps. Its inputs are
+    copied into C arrays of n columns (padded to LANES), so that every loop over the block is one
+    unit-stride vector loop; each step is two such passes: the input current, then the model."""
+    n = (width + LANES - 1) // LANES * LANES
+    st = _padded(init, lo, width, n)
+    v, w = st[0], st[1]
+    c8 = _padded(common, lo, width, n)
+    sat, bias, scale, sd0, sdk, decay, kick = c8[0], c8[1], c8[2], c8[3], c8[4], c8[5], c8[6]
+    p = _padded(params, lo, width, n)
+    ids = _padded(np.stack((afferent, population)), lo, width, n)
+    aff, pop = ids[0], ids[1]
+    refr = np.empty(n, np.int32)
+    for j in range(n):
+        refr[j] = np.int32(c8[7, j])
+    ou = np.empty(n, np.float32)
+    held = np.zeros(n, np.int32)  # refractory steps still to hold
+    z = np.empty((4, n), np.float32)
+    bits = np.empty((4, n), np.int32)
+    drive = np.zeros(n, np.float32)
+    current = np.empty(n, np.float32)
+    fired = np.empty(n, np.bool_)
+    _normals(z, bits, 0, 0, n, aff, pop, k0, k1)
+    for j in range(n):
         ou[j] = z[0, j]
     factored = dense.shape[0] == 0
-    sat, bias, scale = common[0, lo:hi], common[1, lo:hi], common[2, lo:hi]
-    sd0, sdk, decay, kick = common[3, lo:hi], common[4, lo:hi], common[5, lo:hi], common[6, lo:hi]
-    refr = common[7, lo:hi].astype(np.int32)
     saturating = sat.max() > np.float32(0.0)  # a population's blocks share its saturation
-    cf = coef[lo:hi]
-    p = params[:, lo:hi]
+    cf = np.zeros(n, np.float32)
+    if factored:
+        for j in range(width):
+            cf[j] = coef[lo + j]
     for t in range(T):
         step = t + 1  # noise number 0 started the process; step t uses number t + 1
-        if step % 4 == 0:
-            _normals(z, step // 4, lo, width, afferent, population, k0, k1)
-        zq = z[step % 4]
+        q = step % 4
+        if q == 0:
+            _normals(z, bits, step // 4, 0, n, aff, pop, k0, k1)
         if factored:
             c = course_p[t]
-            for j in range(width):
+            for j in range(n):
                 drive[j] = np.float32(c * cf[j])
         else:
-            drive[:] = dense[t, lo:hi]
-        if saturating:
             for j in range(width):
+                drive[j] = dense[t, lo + j]
+        if saturating:
+            for j in range(n):
                 drive[j] = saturate(drive[j], sat[j])
-        for j in range(width):
+        for j in range(n):
             d = np.float32(drive[j] + bias[j])
             drive[j] = d
             cur = np.float32(d * scale[j])
-            o = np.float32(np.float32(decay[j] * ou[j]) + np.float32(kick[j] * zq[j]))
+            o = np.float32(np.float32(decay[j] * ou[j]) + np.float32(kick[j] * z[q, j]))
             ou[j] = o
             sd = np.float32(sd0[j] + np.float32(sdk[j] * max(cur, np.float32(0.0))))
             current[j] = np.float32(cur + np.float32(o * sd))
         if model == IZHIKEVICH:
-            _izhikevich(v, w, held, fired, current, p, refr, dt, width)
+            _izhikevich(v, w, held, fired, current, p, refr, dt, n)
         elif model == LIF:
-            _lif(v, w, held, fired, current, p, refr, width)
+            _lif(v, w, held, fired, current, p, refr, n)
         else:
-            _adex(v, w, held, fired, current, p, refr, dt, width)
-        spikes[t, lo:hi] = fired
+            _adex(v, w, held, fired, current, p, refr, dt, n)
+        for j in range(width):
+            spikes[t, lo + j] = fired[j]
         if record:
-            drive_out[t, lo:hi] = drive
-            volt_out[t, lo:hi] = v
+            for j in range(width):
+                drive_out[t, lo + j] = drive[j]
+                volt_out[t, lo + j] = v[j]
 
 
 @njit(inline="always", error_model="numpy")
