@@ -88,7 +88,7 @@ class Arrays:
         kept when it raises (the batch is then retried stimulus by stimulus)."""
         # one pass over each population's [B, T, N] rasters, and one conversion per tensor: the
         # per-stimulus torch calls (nonzero, float of a 0-d tensor) cost more than the data
-        flats = {pop: encode_batch(x) for pop, x in res.spikes.items()}
+        flats = {pop: encode_batch(x, res.active) for pop, x in res.spikes.items()}
         series = {name: v.cpu().numpy() for name, v in ser.items()}
         measures = {k: v.tolist() for k, v in meas.items()}
         spikes, named, inter, out = {}, {"times": times.numpy()}, {}, []

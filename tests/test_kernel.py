@@ -116,6 +116,10 @@ def test_the_kernel_gives_the_torch_loop_spikes_bit_for_bit(model, stimulus):
         assert torch.equal(a.voltage[pop], b.voltage[pop])
         total += int(a.spikes[pop].sum())
     assert total > 0
+    # the kernel's rows of activity are exactly the steps where some afferent fired
+    every = torch.cat(list(a.spikes.values()), 2)
+    np.testing.assert_array_equal(a.active, every.numpy().any(2))
+    assert b.active is None
 
 
 def test_spikes_do_not_depend_on_the_batch_the_threads_or_the_block():

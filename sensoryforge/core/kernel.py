@@ -230,7 +230,7 @@ def _padded(rows, lo, width, n):
 
 @njit(cache=True, error_model="numpy")
 def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init, afferent, population,
-           k0, k1, spikes, drive_out, volt_out, record):
+           k0, k1, spikes, active, drive_out, volt_out, record):
     """One stimulus' block of afferents lo .. lo + width through all T steps. Its inputs are
     copied into C arrays of n columns (padded to LANES), so that every loop over the block is one
     unit-stride vector loop; each step is two such passes: the input current, then the model."""
@@ -290,8 +290,12 @@ def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init,
             _lif(v, w, held, fired, current, p, refr, n)
         else:
             _adex(v, w, held, fired, current, p, refr, dt, n)
+        hit = False
         for j in range(width):
             spikes[t, lo + j] = fired[j]
+            hit |= fired[j]
+        if hit:  # other blocks may write True here too: the same byte, the same value
+            active[t] = True
         if record:
             for j in range(width):
                 drive_out[t, lo + j] = drive[j]
@@ -348,7 +352,7 @@ def _spike(vn, wn, h, r, reset, jump, peak):
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def run(blocks, dt, course, coef, dense, dense_of, common, params, init, afferent, population, seeds,
-        spikes, drive_out, volt_out, record):
+        spikes, active, drive_out, volt_out, record):
     """All stimuli x blocks in parallel.
 
     blocks [nb, 4] int64: (model, population column in course, first afferent, width);
@@ -357,7 +361,9 @@ def run(blocks, dt, course, coef, dense, dense_of, common, params, init, afferen
     dense_of[b] >= 0; common, params, init: per-afferent rows (COMMON, the models' PARAMS laid
     over the same N columns, the two state variables); afferent/population [N]: the noise
     counter's afferent index within its population and the population's id; seeds [B, 2] uint32
-    key words; spikes [B, T, N] bool out; drive_out / volt_out [B, T, N] when record.
+    key words; spikes [B, T, N] bool out; active [B, T] bool, False in, True out at the steps
+    where any afferent fired (encoding the spikes then reads only those rows); drive_out /
+    volt_out [B, T, N] when record.
     """
     n_blocks = blocks.shape[0]
     B, T = spikes.shape[0], spikes.shape[1]
@@ -369,5 +375,5 @@ def run(blocks, dt, course, coef, dense, dense_of, common, params, init, afferen
         d = dense_of[b]
         dense_b = dense[d] if d >= 0 else empty
         _block(model, T, dt, course[b, :, pop], coef[b], dense_b, lo, width, common, params, init,
-               afferent, population, np.uint64(seeds[b, 0]), np.uint64(seeds[b, 1]), spikes[b],
+               afferent, population, np.uint64(seeds[b, 0]), np.uint64(seeds[b, 1]), spikes[b], active[b],
                drive_out[b] if record else empty, volt_out[b] if record else empty, record)

@@ -42,12 +42,20 @@ def encode(raster: Any) -> np.ndarray:
     return _flat_nonzero(raster).astype(_index_dtype(math.prod(raster.shape)))
 
 
-def encode_batch(rasters: Any) -> list[np.ndarray]:
-    """`encode` of each [T, N] raster of a [B, T, N] batch, in one pass over the batch."""
-    b, per = rasters.shape[0], math.prod(rasters.shape[1:])
+def encode_batch(rasters: Any, active: np.ndarray | None = None) -> list[np.ndarray]:
+    """`encode` of each [T, N] raster of a [B, T, N] batch, in one pass over the batch. active:
+    [B, T] bool, False only at steps without a spike (the kernel's); only the other rows are read."""
+    b, steps, n = rasters.shape
+    per = steps * n
     if b == 0:
         return []
-    flat = _flat_nonzero(rasters)
+    if active is None or (hasattr(rasters, "device") and rasters.device.type != "cpu"):
+        flat = _flat_nonzero(rasters)
+    else:
+        x = rasters.detach().numpy() if hasattr(rasters, "detach") else rasters
+        rows_b, rows_t = np.nonzero(active)
+        r, col = np.nonzero(x[rows_b, rows_t])  # [rows, N]: a few hundred rows, not B x T
+        flat = (rows_b[r] * steps + rows_t[r]) * n + col
     cuts = np.searchsorted(flat, np.arange(1, b) * per)
     flat = flat - np.repeat(np.arange(b, dtype=np.int64) * per, np.diff(cuts, prepend=0, append=flat.size))
     return np.split(flat.astype(_index_dtype(per)), cuts)

@@ -71,6 +71,9 @@ class Population:
 @dataclass
 class BatchResult:
     spikes: dict[str, torch.Tensor]  # population -> [B, T, N] bool
+    # [B, T] bool numpy, True at the steps where some afferent fired (the fused kernel's; None
+    # from the torch loop): encoding the spikes reads only those rows
+    active: np.ndarray | None = None
     drive: dict[str, torch.Tensor] = field(default_factory=dict)  # [B, T, N], rheobase units
     voltage: dict[str, torch.Tensor] = field(default_factory=dict)  # [B, T, N]
     factors: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
@@ -334,11 +337,11 @@ class Simulator:
                 inputs = [self.linear_drive(stim) for stim in stimuli]
             finally:
                 torch.set_num_threads(threads)
-            spikes, drive, volts = self._run_fused(inputs, seeds, intermediates)
+            spikes, active, drive, volts = self._run_fused(inputs, seeds, intermediates)
         else:
             inputs = [self.linear_drive(stim) for stim in stimuli]
-            spikes, drive, volts = self._run_torch(inputs, seeds, intermediates)
-        res = BatchResult(spikes=self.split(spikes))
+            (spikes, drive, volts), active = self._run_torch(inputs, seeds, intermediates), None
+        res = BatchResult(spikes=self.split(spikes), active=active)
         if intermediates:
             res.drive = self.split(drive)
             res.voltage = self.split(volts)
@@ -363,14 +366,15 @@ class Simulator:
                 dense_arr[dense_of[b]] = d.numpy()
         keys = np.array([key_words(s) for s in seeds], dtype=np.uint32).reshape(B, 2)
         spikes = np.empty((B, T, N), np.bool_)
+        active = np.zeros((B, T), np.bool_)
         shape = (B, T, N) if intermediates else (0, 0, 0)
         drive, volts = np.empty(shape, np.float32), np.empty(shape, np.float32)
         k = self.kernel_inputs
         kernel.run(k["blocks"], np.float32(self.dt), course, coef, dense_arr, dense_of, k["common"],
-                   k["params"], k["init"], k["afferent"], k["population"], keys, spikes, drive, volts,
+                   k["params"], k["init"], k["afferent"], k["population"], keys, spikes, active, drive, volts,
                    bool(intermediates))
         as_t = torch.from_numpy
-        return as_t(spikes), (as_t(drive) if intermediates else None), (as_t(volts) if intermediates else None)
+        return as_t(spikes), active, (as_t(drive) if intermediates else None), (as_t(volts) if intermediates else None)
 
     def _run_torch(self, inputs, seeds, intermediates):
         from sensoryforge.core import kernel
