@@ -82,13 +82,13 @@ class Arrays:
         self.series: dict[str, np.ndarray] = {}
         self.intermediates: dict[str, np.ndarray] = {}
 
-    def add(self, ids: list[str], res, times, ser: dict, meas: dict) -> list[dict]:
-        """One simulated batch (`res` of Simulator.run; outcomes.compute's times, series and
-        measures of it). Returns each stimulus' record entries: spike_counts, measures. Nothing is
-        kept when it raises (the batch is then retried stimulus by stimulus)."""
-        # one pass over each population's [B, T, N] rasters, and one conversion per tensor: the
-        # per-stimulus torch calls (nonzero, float of a 0-d tensor) cost more than the data
-        flats = {pop: encode_batch(x, res.active) for pop, x in res.spikes.items()}
+    def add(self, ids: list[str], res, flats: dict, times, ser: dict, meas: dict) -> list[dict]:
+        """One simulated batch (`res` of Simulator.run, `flats` its spikes as encode_batch gives
+        them; outcomes.compute's times, series and measures of it). Returns each stimulus' record
+        entries: spike_counts, measures. Nothing is kept when it raises (the batch is then retried
+        stimulus by stimulus)."""
+        # one conversion per tensor: per-stimulus torch calls (float of a 0-d tensor) cost more
+        # than the data
         series = {name: v.cpu().numpy() for name, v in ser.items()}
         measures = {k: v.tolist() for k, v in meas.items()}
         spikes, named, inter, out = {}, {"times": times.numpy()}, {}, []
@@ -151,8 +151,12 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
             if s.id in fail:
                 raise RuntimeError(f"{s.id}: failure injected on purpose (fail_stimuli)")
         res = sim.run([s.stimulus for s in group], [s.noise_seed for s in group], intermediates=keep)
-        times, ser, meas = outcomes.compute(res.spikes, cfg.outcome, sim.dt)
-        for s, entries in zip(group, arrays.add([s.id for s in group], res, times, ser, meas)):
+        # the spikes encoded once, in one pass over each population's [B, T, N] rasters; the
+        # outcomes are counted from these indices (a bincount), not from the rasters again
+        flats = {pop: encode_batch(x, res.active) for pop, x in res.spikes.items()}
+        encoded = {pop: outcomes.Flat(flats[pop], x.shape[-1], sim.steps) for pop, x in res.spikes.items()}
+        times, ser, meas = outcomes.compute(encoded, cfg.outcome, sim.dt)
+        for s, entries in zip(group, arrays.add([s.id for s in group], res, flats, times, ser, meas)):
             records[s.id].update(status="ok", **entries)
 
     for s in specs:
