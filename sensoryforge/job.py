@@ -151,9 +151,9 @@ def run(cfg: DictConfig, specs: list[StimSpec], out_dir: Path) -> dict:
             if s.id in fail:
                 raise RuntimeError(f"{s.id}: failure injected on purpose (fail_stimuli)")
         res = sim.run([s.stimulus for s in group], [s.noise_seed for s in group], intermediates=keep)
-        # the spikes encoded once, in one pass over each population's [B, T, N] rasters; the
-        # outcomes are counted from these indices (a bincount), not from the rasters again
-        flats = {pop: encode_batch(x, res.active) for pop, x in res.spikes.items()}
+        # the spikes encoded once (by the kernel, or in one pass over each population's [B, T, N]
+        # rasters); the outcomes are counted from these indices (a bincount), not the rasters
+        flats = res.flats or {pop: encode_batch(x) for pop, x in res.spikes.items()}
         encoded = {pop: outcomes.Flat(flats[pop], x.shape[-1], sim.steps) for pop, x in res.spikes.items()}
         times, ser, meas = outcomes.compute(encoded, cfg.outcome, sim.dt)
         for s, entries in zip(group, arrays.add([s.id for s in group], res, flats, times, ser, meas)):

@@ -15,6 +15,7 @@ from scipy import stats
 
 from sensoryforge.config import load_config, to_stimulus
 from sensoryforge.core import kernel, noise
+from sensoryforge.core.response import encode_batch
 from sensoryforge.core.simulator import Simulator
 
 TINY = ["debug=tiny"]
@@ -116,10 +117,13 @@ def test_the_kernel_gives_the_torch_loop_spikes_bit_for_bit(model, stimulus):
         assert torch.equal(a.voltage[pop], b.voltage[pop])
         total += int(a.spikes[pop].sum())
     assert total > 0
-    # the kernel's rows of activity are exactly the steps where some afferent fired
-    every = torch.cat(list(a.spikes.values()), 2)
-    np.testing.assert_array_equal(a.active, every.numpy().any(2))
-    assert b.active is None
+    # the kernel's own encoding of the spikes (read at the steps where some afferent fired) is
+    # the codec's, index for index and in its dtype
+    assert b.flats is None
+    for pop, x in a.spikes.items():
+        for flat, want in zip(a.flats[pop], encode_batch(x), strict=True):
+            assert flat.dtype == want.dtype
+            np.testing.assert_array_equal(flat, want)
 
 
 def test_spikes_do_not_depend_on_the_batch_the_threads_or_the_block():

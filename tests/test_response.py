@@ -100,18 +100,6 @@ def test_a_batch_is_encoded_in_one_pass_as_each_raster_alone():
         np.testing.assert_array_equal(flat, encode(raster.numpy()))
     assert flats[2].size == 0 and encode_batch(torch.zeros(0, 4, 3, dtype=torch.bool)) == []
     assert [f.size for f in encode_batch(torch.ones(2, 3, 0, dtype=torch.bool))] == [0, 0]
-    # with the kernel's rows of activity, of a population's columns of a wider batch: the same
-    # indices, from only the rows where some afferent of the batch fired
-    wide = torch.from_numpy(rng.random((6, 40, 12)) < 0.05)
-    wide[2] = False
-    active = wide.numpy().any(2)
-    for lo, hi in ((0, 7), (7, 12), (3, 3)):
-        with_rows = encode_batch(wide[..., lo:hi], active)
-        for raster, flat in zip(wide[..., lo:hi], with_rows):
-            np.testing.assert_array_equal(flat, encode(raster.numpy()))
-            assert flat.dtype == np.int32
-    # and a row marked inactive is never read: the active rows are the kernel's promise
-    assert [f.size for f in encode_batch(wide, np.zeros((6, 40), bool))] == [0] * 6
 
 
 def test_raster_chunks_are_standard_zlib_streams_of_the_raster():

@@ -377,3 +377,35 @@ def run(blocks, dt, course, coef, dense, dense_of, common, params, init, afferen
         _block(model, T, dt, course[b, :, pop], coef[b], dense_b, lo, width, common, params, init,
                afferent, population, np.uint64(seeds[b, 0]), np.uint64(seeds[b, 1]), spikes[b], active[b],
                drive_out[b] if record else empty, volt_out[b] if record else empty, record)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def encode(spikes, active, bounds):
+    """The spikes of a batch in the codec of core.response, read only at the active steps:
+    (flat, offsets) where flat[offsets[b P + p] : offsets[b P + p + 1]] are the sorted indices
+    t n + (j - lo) of stimulus b's spikes in columns [lo, hi) = bounds[p] (n = hi - lo)."""
+    B, T = spikes.shape[0], spikes.shape[1]
+    P = bounds.shape[0]
+    counts = np.zeros(B * P, np.int64)
+    for b in prange(B):
+        for t in range(T):
+            if active[b, t]:
+                for p in range(P):
+                    c = 0
+                    for j in range(bounds[p, 0], bounds[p, 1]):
+                        c += spikes[b, t, j]
+                    counts[b * P + p] += c
+    offsets = np.zeros(B * P + 1, np.int64)
+    offsets[1:] = np.cumsum(counts)
+    flat = np.empty(offsets[-1], np.int64)
+    for b in prange(B):
+        for p in range(P):
+            lo, hi = bounds[p, 0], bounds[p, 1]
+            at = offsets[b * P + p]
+            for t in range(T):
+                if active[b, t]:
+                    for j in range(lo, hi):
+                        if spikes[b, t, j]:
+                            flat[at] = t * (hi - lo) + j - lo
+                            at += 1
+    return flat, offsets

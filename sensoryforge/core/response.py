@@ -33,32 +33,24 @@ def _flat_nonzero(x: Any) -> np.ndarray:
     return np.flatnonzero(x)
 
 
-def _index_dtype(size: int) -> type:
+def index_dtype(size: int) -> type:
     return np.int32 if size < 2**31 else np.int64
 
 
 def encode(raster: Any) -> np.ndarray:
     """Sorted flat indices t * N + n of the spikes of a [T, N] bool raster (numpy or torch)."""
-    return _flat_nonzero(raster).astype(_index_dtype(math.prod(raster.shape)))
+    return _flat_nonzero(raster).astype(index_dtype(math.prod(raster.shape)))
 
 
-def encode_batch(rasters: Any, active: np.ndarray | None = None) -> list[np.ndarray]:
-    """`encode` of each [T, N] raster of a [B, T, N] batch, in one pass over the batch. active:
-    [B, T] bool, False only at steps without a spike (the kernel's); only the other rows are read."""
-    b, steps, n = rasters.shape
-    per = steps * n
+def encode_batch(rasters: Any) -> list[np.ndarray]:
+    """`encode` of each [T, N] raster of a [B, T, N] batch, in one pass over the batch."""
+    b, per = rasters.shape[0], math.prod(rasters.shape[1:])
     if b == 0:
         return []
-    if active is None or (hasattr(rasters, "device") and rasters.device.type != "cpu"):
-        flat = _flat_nonzero(rasters)
-    else:
-        x = rasters.detach().numpy() if hasattr(rasters, "detach") else rasters
-        rows_b, rows_t = np.nonzero(active)
-        r, col = np.nonzero(x[rows_b, rows_t])  # [rows, N]: a few hundred rows, not B x T
-        flat = (rows_b[r] * steps + rows_t[r]) * n + col
+    flat = _flat_nonzero(rasters)
     cuts = np.searchsorted(flat, np.arange(1, b) * per)
     flat = flat - np.repeat(np.arange(b, dtype=np.int64) * per, np.diff(cuts, prepend=0, append=flat.size))
-    return np.split(flat.astype(_index_dtype(per)), cuts)
+    return np.split(flat.astype(index_dtype(per)), cuts)
 
 
 def decode(flat: np.ndarray, steps: int, n: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from sensoryforge.core.filters import FilterBank
 from sensoryforge.core.grid import Grid, afferent_positions, innervation
 from sensoryforge.core.neurons import MODELS, per_neuron
 from sensoryforge.core.params import ConfigError, check_fields
-from sensoryforge.core.response import Response
+from sensoryforge.core.response import Response, index_dtype
 from sensoryforge.core.schema import POPULATIONS, NeuronsConfig, PipelineConfig
 from sensoryforge.core.sizes import (  # noqa: F401  (kept importable from here)
     AUTO_BATCH_BYTES,
@@ -71,9 +71,9 @@ class Population:
 @dataclass
 class BatchResult:
     spikes: dict[str, torch.Tensor]  # population -> [B, T, N] bool
-    # [B, T] bool numpy, True at the steps where some afferent fired (the fused kernel's; None
-    # from the torch loop): encoding the spikes reads only those rows
-    active: np.ndarray | None = None
+    # population -> each stimulus' spikes as response.encode gives them, when the fused kernel
+    # encoded them as it went (None from the torch loop)
+    flats: dict[str, list[np.ndarray]] | None = None
     drive: dict[str, torch.Tensor] = field(default_factory=dict)  # [B, T, N], rheobase units
     voltage: dict[str, torch.Tensor] = field(default_factory=dict)  # [B, T, N]
     factors: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
@@ -133,6 +133,10 @@ class Simulator:
                     self.filter_rows[slot, kind] = len(stack)
                     stack.append(h)
         self.transfers = torch.stack(stack) if stack else None  # [M, F]
+        # each population's (gain, w_static, w_on, w_off) as plain floats: read per stimulus, where
+        # a config node's attribute access would cost more than the arithmetic
+        self.mix = [(float(p.cfg.gain), float(p.cfg.filter.w_static), float(p.cfg.filter.w_on),
+                     float(p.cfg.filter.w_off)) for p in self.populations]
         self._build_models()
 
     # -- spiking models --------------------------------------------------------------------
@@ -266,26 +270,26 @@ class Simulator:
         for slot, p in enumerate(self.populations):
             if p.count == 0:
                 continue
-            f = p.cfg.filter
+            gain, w_static, w_on, w_off = self.mix[slot]
             coef = pooled[:, p.offset : p.offset + p.count]
             lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
             if coef.shape[0] == 1 and bool((coef >= 0).all()):
                 course = torch.zeros(self.steps, **opts)
                 if lp is not None:
-                    course += f.w_static * rows[lp, :, 0]
+                    course += w_static * rows[lp, :, 0]
                 if vel is not None:
                     v = rows[vel, :, 0]
-                    course += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
-                courses[:, slot] = p.cfg.gain * course
+                    course += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
+                courses[:, slot] = gain * course
                 coefs[p.offset : p.offset + p.count] = coef[0]
             else:
                 d = torch.zeros(self.steps, p.count, **opts)
                 if lp is not None:
-                    d += f.w_static * (rows[lp] @ coef)
+                    d += w_static * (rows[lp] @ coef)
                 if vel is not None:
                     v = rows[vel] @ coef
-                    d += f.w_on * v.clamp_min(0) + f.w_off * (-v).clamp_min(0)
-                dense.append((p, d * p.cfg.gain))
+                    d += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
+                dense.append((p, d * gain))
         if not dense:
             return courses, coefs, None, (spatial, temporal)
         out = self.outer(courses, coefs)
@@ -337,11 +341,11 @@ class Simulator:
                 inputs = [self.linear_drive(stim) for stim in stimuli]
             finally:
                 torch.set_num_threads(threads)
-            spikes, active, drive, volts = self._run_fused(inputs, seeds, intermediates)
+            spikes, flats, drive, volts = self._run_fused(inputs, seeds, intermediates)
         else:
             inputs = [self.linear_drive(stim) for stim in stimuli]
-            (spikes, drive, volts), active = self._run_torch(inputs, seeds, intermediates), None
-        res = BatchResult(spikes=self.split(spikes), active=active)
+            (spikes, drive, volts), flats = self._run_torch(inputs, seeds, intermediates), None
+        res = BatchResult(spikes=self.split(spikes), flats=flats)
         if intermediates:
             res.drive = self.split(drive)
             res.voltage = self.split(volts)
@@ -373,8 +377,13 @@ class Simulator:
         kernel.run(k["blocks"], np.float32(self.dt), course, coef, dense_arr, dense_of, k["common"],
                    k["params"], k["init"], k["afferent"], k["population"], keys, spikes, active, drive, volts,
                    bool(intermediates))
+        # the spikes encoded by reading only the steps where some afferent fired
+        bounds = np.array([(p.offset, p.offset + p.count) for p in self.populations], np.int64).reshape(-1, 2)
+        flat, offsets = kernel.encode(spikes, active, bounds)
+        flats = {p.name: [flat[offsets[b * P + i] : offsets[b * P + i + 1]].astype(index_dtype(T * p.count))
+                          for b in range(B)] for i, p in enumerate(self.populations)}
         as_t = torch.from_numpy
-        return as_t(spikes), active, (as_t(drive) if intermediates else None), (as_t(volts) if intermediates else None)
+        return as_t(spikes), flats, (as_t(drive) if intermediates else None), (as_t(volts) if intermediates else None)
 
     def _run_torch(self, inputs, seeds, intermediates):
         from sensoryforge.core import kernel
