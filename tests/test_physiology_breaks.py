@@ -73,7 +73,11 @@ def test_noise_that_ignores_its_seed_fails_check_6(monkeypatch):
         return tuple(int(x) for x in torch.randint(0, 2**32, (2,)))
 
     monkeypatch.setattr(noise, "key_words", unseeded)
-    (c,) = physiology.battery(load_config(), [6])
+    # the global state fixed, so that the keys drawn do not depend on what ran before in this
+    # process: about 1 in 40 key sets also moves the SA first-spike jitter out of its range
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        (c,) = physiology.battery(load_config(), [6])
     assert not c.passed
     bad = [k.label for k in c.criteria if not k.passed]
     assert bad == ["trials reproduced bit-identically from their seed"], bad
