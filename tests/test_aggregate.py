@@ -220,6 +220,9 @@ def test_cli_plot_one_stimulus_and_errors_are_one_line(sweep, tmp_path, capsys):
         ([str(sweep), "--plot", "stim_0099", "-o", str(out)],
          "--plot stim_0099: unknown stimulus id; the dataset has 12: stim_0000 ... stim_0011"),
         ([str(tmp_path / "multirun")], f"sweep folders below it: {nested} (pass those)"),
+        # refused before the dataset is written, not after it (the plots read the measures last)
+        ([str(sweep), "--measures", "sa_rate_median", "-o", str(tmp_path / "bad")],
+         "--measures sa_rate_median: unknown measure; computed: "),
     ]
     for args, msg in cases:
         with pytest.raises(SystemExit) as e:
@@ -227,6 +230,7 @@ def test_cli_plot_one_stimulus_and_errors_are_one_line(sweep, tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("sensoryforge-aggregate: error: ") and msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "bad").exists()
     with pytest.raises(SystemExit) as e:
         main([str(sweep), str(sweep)])
     assert e.value.code == 2 and "-o/--out is required with several folders" in capsys.readouterr().err

@@ -138,6 +138,11 @@ def aggregate(
     for note in col.notes:
         say(note)
     items, swept = col.items, col.swept
+    if plots and measures and items:  # a name that matches no measure: refused before any write
+        from sensoryforge.core.outcome_names import MEASURE_NAME, resolve_measures
+
+        resolve_measures(measures, dict.fromkeys(
+            k for it in items for k in it.record.get("measures", {}) if MEASURE_NAME.match(k)))
     out.mkdir(parents=True, exist_ok=True)
     meta = metadata(col, name)
     files = ["stimulus_index.json"]
