@@ -240,8 +240,8 @@ def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init,
     c8 = _padded(common, lo, width, n)
     sat, bias, scale, sd0, sdk, decay, kick = c8[0], c8[1], c8[2], c8[3], c8[4], c8[5], c8[6]
     p = _padded(params, lo, width, n)
-    ids = _padded(np.stack((afferent, population)), lo, width, n)
-    aff, pop = ids[0], ids[1]
+    aff = _padded(afferent.reshape((1, afferent.shape[0])), lo, width, n)[0]
+    pop = _padded(population.reshape((1, population.shape[0])), lo, width, n)[0]
     refr = np.empty(n, np.int32)
     for j in range(n):
         refr[j] = np.int32(c8[7, j])

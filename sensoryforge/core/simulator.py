@@ -208,6 +208,8 @@ class Simulator:
             common=common.numpy().astype(**f32), params=params.numpy().astype(**f32),
             init=init.numpy().astype(**f32), afferent=afferent.numpy().astype(np.uint32),
             population=population.numpy().astype(np.uint32),
+            # each population's columns [first, end), as kernel.encode splits the spikes
+            bounds=np.array([(p.offset, p.offset + p.count) for p in self.populations], np.int64).reshape(-1, 2),
         )
 
     @property
@@ -378,8 +380,7 @@ class Simulator:
                    k["params"], k["init"], k["afferent"], k["population"], keys, spikes, active, drive, volts,
                    bool(intermediates))
         # the spikes encoded by reading only the steps where some afferent fired
-        bounds = np.array([(p.offset, p.offset + p.count) for p in self.populations], np.int64).reshape(-1, 2)
-        flat, offsets = kernel.encode(spikes, active, bounds)
+        flat, offsets = kernel.encode(spikes, active, k["bounds"])
         flats = {p.name: [flat[offsets[b * P + i] : offsets[b * P + i + 1]].astype(index_dtype(T * p.count))
                           for b in range(B)] for i, p in enumerate(self.populations)}
         as_t = torch.from_numpy
