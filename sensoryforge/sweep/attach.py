@@ -18,7 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from sensoryforge.core.params import ConfigError
-from sensoryforge.dataset.jobs import JOB_FILE, PLAN_FILE
+from sensoryforge.dataset.jobs import JOB_FILE, read_plan
 from sensoryforge.sweep import cluster
 from sensoryforge.sweep.launchers import read_launch
 from sensoryforge.sweep.plan import Chunk, Sweep
@@ -59,10 +59,7 @@ def in_flight(sweep: Sweep, sweep_dir: Path) -> OrderedDict[str, tuple[Chunk, st
     alive = alive_tasks(sweep_dir)
     if not alive:
         return OrderedDict()
-    try:
-        header = json.loads((sweep_dir / PLAN_FILE).read_text())
-    except (OSError, ValueError):
-        header = {}
+    header = read_plan(sweep_dir).header  # {} for no plan, a damaged one or the old format
     if header.get("n_stimuli") != sweep.n or _points(header.get("blocks")) != _points(sweep.header()["blocks"]):
         some = next(iter(alive.values()))["task"]
         raise ConfigError(f"hydra.sweep.dir={sweep_dir}: {len(alive)} cluster tasks of another sweep still run "
