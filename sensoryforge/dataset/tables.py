@@ -13,6 +13,7 @@ consensus.csv  one row per parameter point and time bin: time_ms, n and, for eve
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,26 +73,32 @@ def describe(x: np.ndarray) -> dict:
     return {"mean": mean, "std": std, "n": n, "ci95_low": mean - half, "ci95_high": mean + half}
 
 
-def _groups(df: pd.DataFrame, keys: list[str]):
-    if not keys:
-        yield (), df
-        return
-    for key, g in df.groupby(keys, dropna=False, sort=False):
-        yield (key if isinstance(key, tuple) else (key,)), g
-
-
 def summary_table(df: pd.DataFrame, swept: list[str], keys: list[str] | None = None) -> pd.DataFrame:
+    """One row per parameter point, in order of first appearance: the point's keys, n_stimuli and
+    describe()'s figures for every measure. Vectorised over points (a pandas group per point cost
+    ~1 ms, the whole of aggregation's time for sweeps without repetitions)."""
     keys = point_keys(swept) if keys is None else keys
     measures = measure_columns(df, swept)
-    rows = []
-    for key, g in _groups(df, keys):
-        row = dict(zip(keys, key))
-        row["n_stimuli"] = len(g)
-        values = g[measures].to_numpy(dtype=float)  # one conversion per point, not per measure
-        for j, m in enumerate(measures):
-            row.update({f"{m}_{k}": v for k, v in describe(values[:, j]).items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
+    point = (df.groupby(keys, dropna=False, sort=False).ngroup().to_numpy() if keys
+             else np.zeros(len(df), np.int64))
+    order = np.argsort(point, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(point[order]) != 0])
+    sizes = np.diff(np.r_[starts, len(df)])
+    out = {k: df[k].to_numpy()[order[starts]] for k in keys}
+    out["n_stimuli"] = sizes
+    x = df[measures].to_numpy(dtype=float)[order]
+    finite = np.isfinite(x)
+    n = np.add.reduceat(finite, starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.add.reduceat(np.where(finite, x, 0.0), starts, axis=0) / n
+        dev = np.where(finite, x - np.repeat(mean, sizes, axis=0), 0.0)
+        std = np.where(n > 1, np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / (n - 1)), np.nan)
+        half = np.where(n > 1, stdtrit(n - 1, 0.975) * std / np.sqrt(n), np.nan)
+    mean[n == 0] = np.nan
+    for j, m in enumerate(measures):
+        out.update({f"{m}_mean": mean[:, j], f"{m}_std": std[:, j], f"{m}_n": n[:, j],
+                    f"{m}_ci95_low": mean[:, j] - half[:, j], f"{m}_ci95_high": mean[:, j] + half[:, j]})
+    return pd.DataFrame(out)
 
 
 def hashable(v):
@@ -143,16 +150,25 @@ class Consensus:
                 a["m2"][i] += delta * (x - a["mean"][i])
 
     def table(self) -> pd.DataFrame:
-        frames = []
-        for point, a in self.acc.items():
-            cols: dict = {k: [v] * a["times"].size for k, v in zip(self.keys, point)}
-            cols["time_ms"] = a["times"]
-            cols["n"] = a["n"]
-            for i, s in enumerate(a["names"]):
-                cols[f"{s}_mean"] = a["mean"][i]
-                cols[f"{s}_std"] = np.sqrt(a["m2"][i] / (a["n"] - 1)) if a["n"] > 1 else np.nan
-            frames.append(pd.DataFrame(cols))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        """One row per point and time bin; a series a point lacks (another outcome config) is
+        empty there. Built column by column, not a frame per point."""
+        if not self.acc:
+            return pd.DataFrame()
+        accs = list(self.acc.values())
+        bins = [a["times"].size for a in accs]
+        cols: dict = {k: [v for point, b in zip(self.acc, bins) for v in [point[j]] * b]
+                      for j, k in enumerate(self.keys)}
+        cols["time_ms"] = np.concatenate([a["times"] for a in accs])
+        cols["n"] = np.repeat([a["n"] for a in accs], bins)
+        for s in dict.fromkeys(s for a in accs for s in a["names"]):
+            means, stds = [], []
+            for a, b in zip(accs, bins):
+                i = a["names"].index(s) if s in a["names"] else None
+                means.append(a["mean"][i] if i is not None else np.full(b, np.nan))
+                stds.append(np.sqrt(a["m2"][i] / (a["n"] - 1)) if i is not None and a["n"] > 1
+                            else np.full(b, np.nan))
+            cols[f"{s}_mean"], cols[f"{s}_std"] = np.concatenate(means), np.concatenate(stds)
+        return pd.DataFrame(cols)
 
 
 def consensus_table(items: list[Item], keys: list[str]) -> pd.DataFrame:
@@ -186,5 +202,37 @@ def write_tables(out: Path, items: list[Item], swept: list[str], consensus: Cons
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """`df.to_csv(path, index=False)`, byte for byte, written atomically and ~4x faster: each
+    distinct value of a column is formatted once (pandas formats every cell; 100,000 rows of
+    consensus.csv took 1-1.7 s) and the csv module writes the rows, with pandas' dialect."""
+    cols = [_csv_column(df[c]) for c in df.columns] if df.columns.is_unique else [None]
     with atomic(path) as tmp:
-        df.to_csv(tmp, index=False)
+        if any(c is None for c in cols) or not len(df.columns):
+            df.to_csv(tmp, index=False)
+            return
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(df.columns)
+            w.writerows(zip(*cols))
+
+
+def _csv_column(s: pd.Series) -> list | None:
+    """A column's cells as pandas' to_csv writes them (NaN and None empty, floats as numpy's
+    shortest repr); None for dtypes left to pandas."""
+    x = s.to_numpy()
+    if not isinstance(s.dtype, np.dtype) or x.dtype.kind not in "fiubO":
+        return None
+    x = np.ascontiguousarray(x)
+    if x.dtype.kind == "O":
+        x = x.copy()
+        x[pd.isna(x)] = ""
+        return x.tolist()
+    if x.dtype.kind == "f":  # distinct by bit pattern, so -0.0 keeps its sign
+        codes, bits = pd.factorize(x.view(f"i{x.itemsize}"))
+        values = bits.view(x.dtype)
+        text = values.astype(str).astype(object)
+        text[np.isnan(values)] = ""
+    else:
+        codes, values = pd.factorize(x)
+        text = np.asarray(values).astype(str).astype(object)
+    return text[codes].tolist()
