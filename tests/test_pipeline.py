@@ -182,6 +182,29 @@ def test_a_stimulus_gives_the_same_spikes_alone_or_in_any_batch(tiny):
     assert all(torch.equal(together[p], reversed_[p].flip(0)) for p in together)
 
 
+def test_a_batch_gives_each_stimulus_the_drive_it_gets_alone_bit_for_bit():
+    """The batch's pooling and FFTs run in one call each: every stimulus type (separable or not)
+    at every batch size and position must get exactly the numbers of its own call, on the
+    default time base (MKL takes other paths for other sizes and threads)."""
+    cfg = load_config([])
+    sim = Simulator(cfg.pipeline, cfg.neurons)
+    rng = np.random.default_rng(5)
+    stims = []
+    for _ in range(3):
+        for name in sorted(REGISTRY):
+            base = REGISTRY[name]()
+            moved = float(rng.uniform(-2, 2))  # every type's position or phase, so no two are alike
+            field = next(f for f in ("center_x", "start_x", "phase") if hasattr(base, f))
+            stims.append(dataclasses.replace(base, **{field: moved}))
+    alone = [sim.linear_drive(s) for s in stims]
+    assert any(a[2] is not None for a in alone) and any(a[2] is None for a in alone)  # both kinds
+    for size in (2, 3, 7, len(stims)):
+        for start in range(0, len(stims) - size + 1, size):
+            together = sim.linear_drives(stims[start : start + size])
+            for got, want in zip(together, alone[start : start + size]):
+                for g, w in zip(got[:3], want[:3]):
+                    assert (g is None and w is None) or torch.equal(g, w)
+
 def test_population_seed_changes_the_layout_not_the_noise_seed(tiny):
     a = Simulator(tiny.pipeline, tiny.neurons)
     cfg = load_config(TINY + ["pipeline.seed=43"])

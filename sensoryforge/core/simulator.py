@@ -3,8 +3,9 @@
 stimulus factors -> innervation (each afferent pools receptors of its receptive field)
 -> temporal filter per class -> seeded input noise -> spiking model -> spikes [B, T, N].
 
-Every step that mixes numbers within a stimulus (projection, filtering, noise) runs per stimulus,
-and the spiking loop is elementwise, so a stimulus gives bit-identical spikes whatever else
+Every step that mixes numbers within a stimulus (projection, filtering, noise) gives each stimulus
+the numbers it gets alone (the pooling and the FFTs run over the batch, but row by row in the same
+order), and the spiking loop is elementwise, so a stimulus gives bit-identical spikes whatever else
 shares its batch: results never depend on chunking, order, launcher or resume.
 """
 
@@ -257,14 +258,56 @@ class Simulator:
         signal per afferent, except for a separable stimulus (K = 1): pooled pressure is then
         temporal(t) * coef(n) with coef >= 0, so rectifying the [T] time course is the same and
         the drive is one outer product."""
-        spatial, temporal = self.factors(stim)
-        flat = spatial.reshape(spatial.shape[0], -1)  # [K, H*W]
+        return self.linear_drives([stim])[0]
+
+    def linear_drives(self, stimuli: Sequence[Stimulus]) -> list[tuple]:
+        """linear_drive of each stimulus, with one receptive-field product and one forward and one
+        inverse FFT per group of stimuli: an FFT call costs ~0.25 ms however short its input, and
+        these calls give every stimulus the numbers it gets alone (tests/test_pipeline.py checks
+        this bit for bit): the CSR product adds each column's terms in the same order, and MKL's
+        FFT is run on one thread (with two it splits odd batches differently)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # also spares the small per-stimulus operations torch's threading
+        try:
+            out: list[tuple] = []
+            factors = [self.factors(stim) for stim in stimuli]
+            for group in self._fft_groups(factors):
+                out += self._linear_group(group)
+            return out
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fft_groups(self, factors: list[tuple]) -> list[list[tuple]]:
+        """Stimuli in groups whose filtered rows ([M, K, nfft] float64) stay under ~32 MB; one
+        stimulus a group off the CPU, where no test holds batched FFTs to the single ones."""
+        if self.device.type != "cpu":
+            return [[f] for f in factors]
+        per_row = max(1, len(self.filter_rows)) * self.filters.nfft * 8
+        groups, size = [], 0
+        for f in factors:
+            k = f[0].shape[0] * per_row
+            if not groups or size + k > 2**25:
+                groups.append([])
+                size = 0
+            groups[-1].append(f)
+            size += k
+        return groups
+
+    def _linear_group(self, factors: list[tuple]) -> list[tuple]:
+        ks = [spatial.shape[0] for spatial, _ in factors]
+        flat = torch.cat([spatial.reshape(spatial.shape[0], -1) for spatial, _ in factors])  # [sum K, H*W]
+        pooled = self.pool(flat).split(ks)  # each [K, N]: pooled kPa per unit of each factor
+        rows = [None] * len(factors)
+        if self.transfers is not None:  # all filters at once: each [M, T, K]
+            spectrum = self.filters.spectrum(torch.cat([temporal for _, temporal in factors], 1))  # [sum K, F]
+            filtered = torch.fft.irfft(spectrum[None] * self.transfers[:, None], n=self.filters.nfft)
+            # each stimulus' rows contiguous, as alone: its products then take the same path
+            rows = [r.contiguous() for r in filtered[..., : self.steps].transpose(1, 2).to(self.dtype).split(ks, 2)]
+        return [self._assemble(p, r, f) for p, r, f in zip(pooled, rows, factors)]
+
+    def _assemble(self, pooled: torch.Tensor, rows: torch.Tensor | None, factors: tuple) -> tuple:
+        """One stimulus' linear_drive from its pooled factors [K, N] and filtered rows [M, T, K]."""
         opts = dict(device=self.device, dtype=self.dtype)
-        pooled = self.pool(flat)  # [K, N]: pooled kPa per unit of each factor
-        if self.transfers is not None:  # all filters at once: [M, T, K]
-            spectrum = self.filters.spectrum(temporal)  # [K, F]
-            rows = torch.fft.irfft(spectrum[None] * self.transfers[:, None], n=self.filters.nfft)
-            rows = rows[..., : self.steps].transpose(1, 2).to(self.dtype)
         courses = torch.zeros(self.steps, len(self.populations), **opts)
         coefs = torch.zeros(self.n_total, **opts)
         dense = []  # (population, [T, n]) of the populations that are not separable
@@ -293,11 +336,11 @@ class Simulator:
                     d += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
                 dense.append((p, d * gain))
         if not dense:
-            return courses, coefs, None, (spatial, temporal)
+            return courses, coefs, None, factors
         out = self.outer(courses, coefs)
         for p, d in dense:
             out[:, p.offset : p.offset + p.count] = d
-        return None, None, out, (spatial, temporal)
+        return None, None, out, factors
 
     def pool(self, flat: torch.Tensor) -> torch.Tensor:
         """[K, H*W] pressure factors -> [K, N] pooled by every afferent's receptive field. On the
@@ -334,18 +377,10 @@ class Simulator:
 
     def run(self, stimuli: list[Stimulus], seeds: list[int], intermediates: bool = False) -> BatchResult:
         """Simulate a batch: one noise seed per stimulus. Spikes come back as [B, T, N]."""
+        inputs = self.linear_drives(stimuli)
         if self.fused:
-            # the kernel is the parallel part; torch's threads would only add synchronisation
-            # to the small per-stimulus operations of the drive (5-10x their cost here)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                inputs = [self.linear_drive(stim) for stim in stimuli]
-            finally:
-                torch.set_num_threads(threads)
             spikes, flats, drive, volts = self._run_fused(inputs, seeds, intermediates)
         else:
-            inputs = [self.linear_drive(stim) for stim in stimuli]
             (spikes, drive, volts), flats = self._run_torch(inputs, seeds, intermediates), None
         res = BatchResult(spikes=self.split(spikes), flats=flats)
         if intermediates:
