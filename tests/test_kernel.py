@@ -94,6 +94,11 @@ def test_the_normals_are_standard_normal_and_independent():
         assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < se
 
 
+def _flushed(x: torch.Tensor) -> torch.Tensor:
+    """x with its subnormal values as zeros, as the kernel computes them."""
+    return torch.where(x.abs() < torch.finfo(x.dtype).tiny, torch.zeros_like(x), x)
+
+
 def _both(overrides, stimuli, seeds, intermediates=True):
     cfg = load_config(overrides)
     fused = Simulator(cfg.pipeline, cfg.neurons)
@@ -106,14 +111,16 @@ def _both(overrides, stimuli, seeds, intermediates=True):
 @pytest.mark.parametrize("stimulus", ["gaussian", "moving_gaussian"])
 def test_the_kernel_gives_the_torch_loop_spikes_bit_for_bit(model, stimulus):
     """Same noise, same float32 operations in the same order: the same spikes, drive and membrane
-    potential, for every model, a separable (outer-product) drive and a dense one."""
+    potential, for every model, a separable (outer-product) drive and a dense one. The kernel
+    flushes subnormal floats to zero (kernel._FTZ_DAZ), so the reference's drive is compared
+    with its values below float32's smallest normal number set to zero; nothing else differs."""
     over = TINY + [f"neurons={model}", f"stimulus={stimulus}", "stimulus.amplitude=60"]
     stim = to_stimulus(load_config(over).stimulus)
     a, b = _both(over, [stim, dataclasses.replace(stim, amplitude=30.0)], [3, 4])
     total = 0
     for pop in a.spikes:
         assert torch.equal(a.spikes[pop], b.spikes[pop])
-        assert torch.equal(a.drive[pop], b.drive[pop])
+        assert torch.equal(a.drive[pop], _flushed(b.drive[pop]))
         assert torch.equal(a.voltage[pop], b.voltage[pop])
         total += int(a.spikes[pop].sum())
     assert total > 0
@@ -185,3 +192,30 @@ def test_the_gpu_path_draws_the_same_noise_and_nearly_the_same_spikes():
         x, y = a[pop_name], b[pop_name].cpu()
         same = int((x & y).sum())
         assert same >= 0.99 * max(int(x.sum()), int(y.sum()))
+
+
+@pytest.mark.skipif(not kernel._X86, reason="MXCSR is x86's")
+def test_the_kernel_flushes_subnormals_inside_and_restores_the_thread_after():
+    """Subnormal products (a narrow stimulus' far tail) cost a microcode assist each; the kernel
+    sets flush-to-zero for its own work and gives the thread back as it found it."""
+    from numba import njit
+
+    @njit
+    def mode():
+        return kernel._get_mxcsr()
+
+    @njit
+    def flushed_product(a, b):
+        saved = kernel._get_mxcsr()
+        kernel._set_mxcsr(saved | kernel._FTZ_DAZ)
+        x = a * b
+        kernel._set_mxcsr(saved)
+        return x
+
+    tiny = np.float32(1e-20)
+    assert flushed_product(tiny, tiny) == 0 and tiny * tiny > 0  # 1e-40: subnormal unless flushed
+    before = mode()
+    cfg = load_config(TINY + ["stimulus.sigma=0.3"])
+    Simulator(cfg.pipeline, cfg.neurons).run([to_stimulus(cfg.stimulus)], [1])
+    control = 0xFFC0  # the mode bits; the low six are sticky exception flags, which numpy clears
+    assert mode() & control == before & control and before & int(kernel._FTZ_DAZ) == 0
