@@ -399,3 +399,23 @@ def test_validate_calls_the_battery_with_the_datasets_config(sweep, tmp_path, mo
     fake.result = True
     main([str(sweep), "-o", str(tmp_path / "v2"), "--validate", "--no-plots", "--format", "hdf5"])  # no exit
     assert "validation: PASS" in capsys.readouterr().out
+
+
+def test_the_tables_csv_writer_gives_pandas_bytes(tmp_path):
+    """write_csv formats each distinct value once; the file must be pandas' to_csv byte for byte,
+    whatever the dtypes and the values that need care (signs of zero, exponents, quoting)."""
+    from sensoryforge.dataset.tables import write_csv
+
+    floats = [0.0, -0.0, 0.1 + 0.2, 1e-5, 1e16, 123456789.125, math.nan, math.inf, -math.inf, 2.5]
+    df = pd.DataFrame({
+        "stimulus.amplitude": floats,
+        "n": np.arange(10, dtype=np.int64) - 3,
+        "f32": np.array(floats, np.float32),
+        "flag": [True, False] * 5,
+        "u8": np.arange(10, dtype=np.uint8),
+        'odd, "name"': ["a,b", 'say "hi"', "line\nbreak", None, math.nan, 1.5, "", "x", [1, 2], "y"],
+    })
+    for frame in (df, df.iloc[:0], df[["n"]], pd.DataFrame()):
+        write_csv(frame, tmp_path / "ours.csv")
+        frame.to_csv(tmp_path / "pandas.csv", index=False)
+        assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
