@@ -11,37 +11,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib.resources
 import re
 import types
 import typing
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sensoryforge.confdir import CONF_DIR  # noqa: F401  (kept importable from here)
 from sensoryforge.core.outcome_names import parse_outcomes
 from sensoryforge.core.params import ConfigError, check_fields, unknown_key
 from sensoryforge.core.schema import NON_RESULT_KEYS, NON_RESULT_PIPELINE_KEYS, Config
 from sensoryforge.core.stimuli import REGISTRY, Stimulus
 from sensoryforge.core.text import written
-
-
-def _conf_dir() -> Path:
-    """The config groups: the package data `sensoryforge.conf` of an installed copy (the
-    repository's conf/, mapped there by pyproject.toml), or conf/ beside the package in a source
-    tree that is on sys.path without being installed."""
-    try:
-        return Path(str(importlib.resources.files("sensoryforge.conf")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "conf"
-
-
-CONF_DIR = _conf_dir()
-
 
 _STORED: dict[str, Any] = {}  # what register_configs stored, and in which ConfigStore ("")
 

@@ -2,7 +2,8 @@
 of another sweeper such as Optuna) or a chunk of SensoryForge's sweeper (read from the sweep's plan).
 
 `main()` checks the command line before Hydra starts (cli/preflight.py: bad input stops with one
-line, a non-zero exit and no output folder), then hands over to Hydra.
+line, a non-zero exit and no output folder), then hands over to Hydra; a bare `--help` is printed
+without Hydra at all (cli/help.py, the same page).
 
 What only a simulating job needs (torch, the job and plan code) is imported inside `task`, so
 `--help`, `--cfg job` and dry runs start without torch.
@@ -14,26 +15,29 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
-from sensoryforge.cli.preflight import preflight
-from sensoryforge.config import CONF_DIR, check
+from sensoryforge.confdir import CONF_DIR
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.schema import SWITCHES
 from sensoryforge.core.text import closed_pipe_exit
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 log = logging.getLogger("sensoryforge")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def task(cfg: DictConfig) -> float:
-    """One Hydra job. Returns `outcome.primary`: its stimulus' value, or the mean over the chunk's
-    successful stimuli (NaN where undefined); with objective=validation (calibration) the
-    battery's validation loss instead, and no stimulus is simulated."""
+    """One Hydra job (main() hands it to hydra.main). Returns `outcome.primary`: its stimulus'
+    value, or the mean over the chunk's successful stimuli (NaN where undefined); with
+    objective=validation (calibration) the battery's validation loss instead, and no stimulus is
+    simulated."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from sensoryforge.config import check
+
     check(cfg)
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
@@ -125,15 +129,26 @@ def main() -> None:
     logging.raiseExceptions = False
     try:
         argv = sys.argv[1:]
+        if argv in (["--help"], ["-h"]):  # the page Hydra would print, without Hydra (cli/help.py)
+            from sensoryforge.cli.help import app_help
+
+            page = app_help()
+            if page is not None:
+                print(page)
+                return
         if argv[:1] == ["batch"]:  # the older documentation's command (cli/batch.py)
             from sensoryforge.cli.batch import to_hydra
 
             argv = to_hydra(argv[1:])
+        from sensoryforge.cli.preflight import preflight
+
         argv = preflight(argv)
         if argv is None:  # handled entirely by the preflight (single-run dry run)
             return
         sys.argv = [sys.argv[0], *argv]
-        task()
+        import hydra
+
+        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(task)()
     except ConfigError as e:
         fail(str(e), 2)
     except KeyboardInterrupt:

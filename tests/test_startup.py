@@ -67,6 +67,18 @@ def test_help_explains_sweeps_batch_dry_run_resume_outputs_and_every_preset(tmp_
         assert line == f"{group}: " + ", ".join(sorted(loader.get_group_options(group))), line
 
 
+def test_bare_help_is_hydras_page_without_hydra(tmp_path):
+    """`sensoryforge --help` prints the page itself (cli/help.py): the same bytes as Hydra's
+    (which an override sends through Hydra), and Hydra is not even imported."""
+    fast = subprocess.run([sys.executable, "-c", PROBE.format(heavy=("hydra", *HEAVY)), "--help"], cwd=tmp_path,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    hydras = subprocess.run([sys.executable, "-m", "sensoryforge.run", "--help", "hydra.job.chdir=false"],
+                            cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert fast.returncode == 0 and hydras.returncode == 0, fast.stderr + hydras.stderr
+    assert fast.stderr.strip().splitlines()[-1] == "LOADED []"
+    assert fast.stdout == hydras.stdout and "stimulus: " in fast.stdout
+
+
 @pytest.fixture(scope="module")
 def loader():
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
