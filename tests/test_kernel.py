@@ -219,3 +219,19 @@ def test_the_kernel_flushes_subnormals_inside_and_restores_the_thread_after():
     Simulator(cfg.pipeline, cfg.neurons).run([to_stimulus(cfg.stimulus)], [1])
     control = 0xFFC0  # the mode bits; the low six are sticky exception flags, which numpy clears
     assert mode() & control == before & control and before & int(kernel._FTZ_DAZ) == 0
+
+
+def test_the_receptive_field_product_is_scipys_sum_for_sum():
+    """kernel.pool adds each row's terms in scipy's order: the same bits wherever no subnormal
+    float occurs, and only differences below float32's smallest normal number where one does."""
+    import scipy.sparse
+
+    rng = np.random.default_rng(3)
+    a = scipy.sparse.random(300, 900, density=0.05, format="csr", random_state=4, dtype=np.float32)
+    x = rng.uniform(0.0, 50.0, (900, 7)).astype(np.float32)
+    out = np.empty((300, 7), np.float32)
+    kernel.pool(a.indptr, a.indices, a.data, x, out)
+    np.testing.assert_array_equal(out, a @ x)
+    x[::3] = np.float32(1e-41)  # subnormal pressures, as in a narrow gaussian's tail
+    kernel.pool(a.indptr, a.indices, a.data, x, out)
+    assert np.abs(out - a @ x).max() < np.finfo(np.float32).tiny

@@ -428,6 +428,22 @@ def run(blocks, dt, course, coef, dense, dense_of, common, params, init, afferen
         _set_mxcsr(saved)  # the worker thread as it was: other numba code runs on it too
 
 
+@njit(cache=True, error_model="numpy")
+def pool(indptr, indices, data, x, out):
+    """out [N, K] = CSR (indptr, indices, data) [N, M] @ x [M, K]: each sum in the order of
+    scipy's CSR product (a row's nonzeros in storage order, from 0), with subnormals flushed as
+    in `run` (a narrow stimulus' tail is full of them: 7 ms instead of 1.6 ms a batch of 13)."""
+    saved = _get_mxcsr()
+    _set_mxcsr(saved | _FTZ_DAZ)
+    out[:] = 0
+    for i in range(indptr.shape[0] - 1):
+        for j in range(indptr[i], indptr[i + 1]):
+            a, row = data[j], indices[j]
+            for c in range(x.shape[1]):
+                out[i, c] += a * x[row, c]
+    _set_mxcsr(saved)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def encode(spikes, active, bounds):
     """The spikes of a batch in the codec of core.response, read only at the active steps:

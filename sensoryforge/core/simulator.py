@@ -344,11 +344,16 @@ class Simulator:
 
     def pool(self, flat: torch.Tensor) -> torch.Tensor:
         """[K, H*W] pressure factors -> [K, N] pooled by every afferent's receptive field. On the
-        CPU through one scipy CSR product of all populations (torch's CSR product costs ~1 ms a
-        population here); elsewhere with the populations' torch CSR weights."""
+        CPU through one CSR product of all populations (kernel.pool: scipy's sums, with subnormal
+        floats flushed; torch's CSR product costs ~1 ms a population here); elsewhere with the
+        populations' torch CSR weights."""
         if self.device.type != "cpu":
             return torch.cat([(p.weights @ flat.T).T for p in self.populations], 1)
-        out = self.pooling @ flat.numpy().T  # [N, K]
+        from sensoryforge.core import kernel
+
+        a, x = self.pooling, np.ascontiguousarray(flat.numpy().T)  # x: [H*W, K]
+        out = np.empty((a.shape[0], x.shape[1]), np.result_type(a.dtype, x.dtype))
+        kernel.pool(a.indptr, a.indices, a.data, x, out)  # scipy's sums, subnormals flushed
         return torch.from_numpy(np.ascontiguousarray(out.T)).to(self.dtype)
 
     def drive(self, stim: Stimulus) -> tuple[torch.Tensor, tuple]:
