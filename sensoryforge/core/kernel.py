@@ -20,7 +20,8 @@ C library would stop the vectorisation; `sensoryforge.core.noise` computes the s
 torch for other devices and as the reference.
 
 No fast-math: without reassociation or contraction into FMA, the vectorised and the scalar
-remainder of a loop give the same bits, so an afferent's spikes do not depend on its lane.
+remainder of a loop give the same bits, so an afferent's spikes do not depend on its lane. The one
+departure from IEEE defaults: on x86 the loop flushes subnormal floats to zero (_FTZ_DAZ).
 """
 
 from __future__ import annotations
