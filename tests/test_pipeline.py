@@ -242,8 +242,14 @@ def test_a_new_stimulus_type_is_one_registered_dataclass():
 
         with pytest.raises(ConfigError, match="stimulus.width=-1.0: must be > 0 mm"):
             to_stimulus(load_config([*TINY, "stimulus=ring_test", "stimulus.width=-1"]).stimulus)
-    finally:
+    finally:  # unregistered everywhere it went, so later tests in this worker do not list it
+        from hydra.core.config_store import ConfigStore
+
+        from sensoryforge import config
+
         REGISTRY.pop("ring_test")
+        ConfigStore.instance().repo.get("stimulus", {}).pop("ring_test.yaml", None)
+        config._STORED.pop("stimulus/ring_test", None)
 
 
 @pytest.mark.parametrize("order", [2, 3])
