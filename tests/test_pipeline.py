@@ -198,6 +198,20 @@ def test_a_batch_gives_each_stimulus_the_drive_it_gets_alone_bit_for_bit():
             stims.append(dataclasses.replace(base, **{field: moved}))
     alone = [sim.linear_drive(s) for s in stims]
     assert any(a[2] is not None for a in alone) and any(a[2] is None for a in alone)  # both kinds
+    # a group of separable stimuli takes _courses (all columns at once): the same numbers as the
+    # one-stimulus path of _assemble
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for s, got in zip(stims, alone):
+            spatial, temporal = sim.factors(s)
+            rows = torch.fft.irfft(sim.filters.spectrum(temporal)[None] * sim.transfers[:, None], n=sim.filters.nfft)
+            rows = rows[..., : sim.steps].transpose(1, 2).to(sim.dtype).contiguous()
+            want = sim._assemble(sim.pool(spatial.reshape(spatial.shape[0], -1)), rows, (spatial, temporal))
+            for g, w in zip(got[:3], want[:3]):
+                assert (g is None and w is None) or torch.equal(g, w)
+    finally:
+        torch.set_num_threads(threads)
     for size in (2, 3, 7, len(stims)):
         for start in range(0, len(stims) - size + 1, size):
             together = sim.linear_drives(stims[start : start + size])
