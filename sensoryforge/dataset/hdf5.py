@@ -45,6 +45,7 @@ UNITS = {"spikes": "bool", "drive": "rheobase units", "voltage": "mV (model unit
          "stimulus": "kPa"}
 CHUNK_BYTES = 2**20  # a raster chunk: whole rows, at most this many bytes
 DEFLATE_SPIKES = 2**16  # spikes per call of deflate_chunks (its temporaries: ~500 bytes per spike)
+ATTRS_COMPACT = 64  # attributes a group keeps in its object header (_LowLevel)
 
 
 def _attr(v):
@@ -222,6 +223,9 @@ class _LowLevel:
         self.bool_type = self.types[bool][0]
         self.gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
         self.gcpl.set_obj_track_times(False)  # same bytes for the same dataset
+        # a stimulus' ~25 attributes stay in its group's header: past HDF5's default of 8 they
+        # would move to a fractal heap and B-tree (20% slower to write, 2.2x the bytes)
+        self.gcpl.set_attr_phase_change(ATTRS_COMPACT, ATTRS_COMPACT * 3 // 4)
         self.dcpl: dict[tuple[int, int], object] = {}
 
     def group(self, parent, name: str):
