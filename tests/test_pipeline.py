@@ -190,7 +190,7 @@ def test_a_batch_gives_each_stimulus_the_drive_it_gets_alone_bit_for_bit():
     sim = Simulator(cfg.pipeline, cfg.neurons)
     rng = np.random.default_rng(5)
     stims = []
-    for _ in range(3):
+    for _ in range(2):
         for name in sorted(REGISTRY):
             base = REGISTRY[name]()
             moved = float(rng.uniform(-2, 2))  # every type's position or phase, so no two are alike
