@@ -15,7 +15,8 @@ from conftest import TINY, cli_env, run_cli
 
 GRID = [*TINY, "stimulus.amplitude=10,20,30,40", "repetition=range(40)", "hydra.sweeper.chunk_size=80",
         "pipeline.batch_size=4"]  # 160 stimuli, 2 jobs
-LONG = [*GRID[:2], "repetition=range(100)", "hydra.sweeper.chunk_size=200", "pipeline.batch_size=2"]  # 400, 2 jobs
+LONG = [*GRID[:2], "repetition=range(150)", "hydra.sweeper.chunk_size=300", "pipeline.batch_size=2"]  # 600, 2 jobs
+COUNTS = re.compile(r"  done (\d+), running (\d+) \((\d+) computed, not yet saved\), pending (\d+), failed 0, missing 0")
 
 
 def status(folder, cwd):
@@ -27,29 +28,32 @@ def test_running_then_complete(tmp_path, monkeypatch):
     p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *LONG, "hydra.sweep.dir=sw"], cwd=tmp_path,
                          env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        ledger = tmp_path / "sw" / "stim_0000-0199" / "progress.jsonl"
+        ledger = tmp_path / "sw" / "stim_0000-0299" / "progress.jsonl"
         deadline = time.time() + 300
         while time.time() < deadline and p.poll() is None and len(ledger.read_text().splitlines() if ledger.exists() else []) < 4:
             time.sleep(0.05)
-        r = status("sw", tmp_path)
+        # asked again while no job runs (between the two jobs, whose gap a fast first job can fall in)
+        for _ in range(10):
+            r = status("sw", tmp_path)
+            lines = r.stdout.splitlines()
+            m = COUNTS.fullmatch(lines[1]) if len(lines) > 1 else None
+            if r.returncode != 3 or m is None or int(m.group(2)) > 0 or p.poll() is not None:
+                break
         assert r.returncode == 3, r.stdout + r.stderr
-        lines = r.stdout.splitlines()
-        m = re.fullmatch(r"  done (\d+), running (\d+) \((\d+) computed, not yet saved\), pending (\d+), "
-                         r"failed 0, missing 0", lines[1])
         assert m, lines[1]
         done, running, _, pending = (int(x) for x in m.groups())
-        assert done + running + pending == 400 and running > 0 and done < 400
-        assert lines[0] == f"sweep sw: {done} of 400 stimuli done"
+        assert done + running + pending == 600 and running > 0 and done < 600
+        assert lines[0] == f"sweep sw: {done} of 600 stimuli done"
         assert "the sweep command holds the folder (" in r.stdout and "ETA " in r.stdout
-        states = re.findall(r"^  stim_\d{4}-\d{4}: (\w+(?: \w+)?), (\d+) of 200 done", r.stdout, re.M)
+        states = re.findall(r"^  stim_\d{4}-\d{4}: (\w+(?: \w+)?), (\d+) of 300 done", r.stdout, re.M)
         assert len(states) == 2 and "running" in {s for s, _ in states}
         assert sum(int(k) for _, k in states) == done
     finally:
         assert p.wait(timeout=600) == 0
     r = status("sw", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[:2] == ["sweep sw: 400 of 400 stimuli done, complete",
-                                         "  done 400, interrupted 0, failed 0, missing 0"]
+    assert r.stdout.splitlines()[:2] == ["sweep sw: 600 of 600 stimuli done, complete",
+                                         "  done 600, interrupted 0, failed 0, missing 0"]
 
 
 def test_killed_sweep_is_interrupted_and_counts_what_was_saved(tmp_path, monkeypatch):
