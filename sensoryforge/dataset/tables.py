@@ -62,20 +62,31 @@ def measure_columns(df: pd.DataFrame, swept: list[str]) -> list[str]:
     return [c for c in df.columns if c not in fixed]
 
 
+def group_stats(x: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
+    """describe() of every group of the rows of x [rows, M], the groups being the runs of rows
+    that begin at `starts`: each figure [groups, M], over the finite values of its column."""
+    finite = np.isfinite(x)
+    n = np.add.reduceat(finite, starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.add.reduceat(np.where(finite, x, 0.0), starts, axis=0) / n
+        dev = np.where(finite, x - np.repeat(mean, np.diff(np.r_[starts, len(x)]), axis=0), 0.0)
+        std = np.where(n > 1, np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / (n - 1)), np.nan)
+        half = np.where(n > 1, stdtrit(n - 1, 0.975) * std / np.sqrt(n), np.nan)
+    mean[n == 0] = np.nan
+    return {"mean": mean, "std": std, "n": n, "ci95_low": mean - half, "ci95_high": mean + half}
+
+
 def describe(x: np.ndarray) -> dict:
     """mean, std (ddof 1), n and the 95% t interval of the mean of the finite values of x."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    n = int(x.size)
-    mean = float(x.mean()) if n else math.nan
-    std = float(x.std(ddof=1)) if n > 1 else math.nan
-    half = float(stdtrit(n - 1, 0.975) * std / math.sqrt(n)) if n > 1 else math.nan
-    return {"mean": mean, "std": std, "n": n, "ci95_low": mean - half, "ci95_high": mean + half}
+    x = np.asarray(x, dtype=float).reshape(-1, 1)
+    if not x.size:
+        return {"mean": math.nan, "std": math.nan, "n": 0, "ci95_low": math.nan, "ci95_high": math.nan}
+    return {k: (int(v[0, 0]) if k == "n" else float(v[0, 0])) for k, v in group_stats(x, np.zeros(1, np.int64)).items()}
 
 
 def summary_table(df: pd.DataFrame, swept: list[str], keys: list[str] | None = None) -> pd.DataFrame:
     """One row per parameter point, in order of first appearance: the point's keys, n_stimuli and
-    describe()'s figures for every measure. Vectorised over points (a pandas group per point cost
+    describe()'s figures for every measure (group_stats). Vectorised over points (a pandas group per point cost
     ~1 ms, the whole of aggregation's time for sweeps without repetitions)."""
     keys = point_keys(swept) if keys is None else keys
     measures = measure_columns(df, swept)
@@ -83,21 +94,11 @@ def summary_table(df: pd.DataFrame, swept: list[str], keys: list[str] | None = N
              else np.zeros(len(df), np.int64))
     order = np.argsort(point, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(point[order]) != 0])
-    sizes = np.diff(np.r_[starts, len(df)])
     out = {k: df[k].to_numpy()[order[starts]] for k in keys}
-    out["n_stimuli"] = sizes
-    x = df[measures].to_numpy(dtype=float)[order]
-    finite = np.isfinite(x)
-    n = np.add.reduceat(finite, starts, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.add.reduceat(np.where(finite, x, 0.0), starts, axis=0) / n
-        dev = np.where(finite, x - np.repeat(mean, sizes, axis=0), 0.0)
-        std = np.where(n > 1, np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / (n - 1)), np.nan)
-        half = np.where(n > 1, stdtrit(n - 1, 0.975) * std / np.sqrt(n), np.nan)
-    mean[n == 0] = np.nan
+    out["n_stimuli"] = np.diff(np.r_[starts, len(df)])
+    stats = group_stats(df[measures].to_numpy(dtype=float)[order], starts)
     for j, m in enumerate(measures):
-        out.update({f"{m}_mean": mean[:, j], f"{m}_std": std[:, j], f"{m}_n": n[:, j],
-                    f"{m}_ci95_low": mean[:, j] - half[:, j], f"{m}_ci95_high": mean[:, j] + half[:, j]})
+        out.update({f"{m}_{k}": v[:, j] for k, v in stats.items()})
     return pd.DataFrame(out)
 
 
