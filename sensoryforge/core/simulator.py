@@ -297,38 +297,41 @@ class Simulator:
         ks = [spatial.shape[0] for spatial, _ in factors]
         flat = torch.cat([spatial.reshape(spatial.shape[0], -1) for spatial, _ in factors])  # [sum K, H*W]
         pooled = self.pool(flat)  # [sum K, N]: pooled kPa per unit of each factor
-        filtered = None
-        if self.transfers is not None:  # all filters at once: [M, T, sum K]
+        # all filters at once: [M, T, sum K] (M = 0 when no population filters)
+        filtered = torch.zeros(0, self.steps, sum(ks), device=self.device, dtype=self.dtype)
+        if self.transfers is not None:
             spectrum = self.filters.spectrum(torch.cat([temporal for _, temporal in factors], 1))  # [sum K, F]
             filtered = torch.fft.irfft(spectrum[None] * self.transfers[:, None], n=self.filters.nfft)
             filtered = filtered[..., : self.steps].transpose(1, 2).to(self.dtype)
-        if filtered is not None and len(ks) == sum(ks) and bool((pooled >= 0).all()):
+        if len(ks) == sum(ks) and bool((pooled >= 0).all()):
             courses = self._courses(filtered.contiguous())  # every stimulus separable: all at once
             return [(c, k, None, f) for c, k, f in zip(courses, pooled, factors)]
         # each stimulus' rows contiguous, as alone: its products then take the same path
-        rows = [None] * len(ks) if filtered is None else [r.contiguous() for r in filtered.split(ks, 2)]
+        rows = [r.contiguous() for r in filtered.split(ks, 2)]
         return [self._assemble(p, r, f) for p, r, f in zip(pooled.split(ks), rows, factors)]
 
     def _courses(self, rows: torch.Tensor) -> torch.Tensor:
-        """[G, T, P] time courses of G separable stimuli from their filtered rows [M, T, G]: the
-        operations of _assemble's separable branch, in its order, on G columns at once."""
-        opts = dict(device=self.device, dtype=self.dtype)
-        courses = torch.zeros(rows.shape[2], self.steps, len(self.populations), **opts)
+        """[G, T, P] time courses of G separable stimuli from their filtered rows [M, T, G]."""
+        courses = torch.zeros(rows.shape[2], self.steps, len(self.populations), device=self.device, dtype=self.dtype)
         for slot, p in enumerate(self.populations):
-            if p.count == 0:
-                continue
-            gain, w_static, w_on, w_off = self.mix[slot]
-            lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
-            course = torch.zeros(self.steps, rows.shape[2], **opts)
-            if lp is not None:
-                course += w_static * rows[lp]
-            if vel is not None:
-                v = rows[vel]
-                course += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
-            courses[:, :, slot] = (gain * course).T
+            if p.count > 0:
+                courses[:, :, slot] = self._course(slot, rows).T
         return courses
 
-    def _assemble(self, pooled: torch.Tensor, rows: torch.Tensor | None, factors: tuple) -> tuple:
+    def _course(self, slot: int, rows: torch.Tensor) -> torch.Tensor:
+        """A separable population's time course from filtered rows [M, T, ...] (one stimulus, or
+        a group's columns: the same operations in the same order, so the same numbers)."""
+        gain, w_static, w_on, w_off = self.mix[slot]
+        lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
+        course = torch.zeros(rows.shape[1:], device=self.device, dtype=self.dtype)
+        if lp is not None:
+            course += w_static * rows[lp]
+        if vel is not None:
+            v = rows[vel]
+            course += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
+        return gain * course
+
+    def _assemble(self, pooled: torch.Tensor, rows: torch.Tensor, factors: tuple) -> tuple:
         """One stimulus' linear_drive from its pooled factors [K, N] and filtered rows [M, T, K]."""
         opts = dict(device=self.device, dtype=self.dtype)
         courses = torch.zeros(self.steps, len(self.populations), **opts)
@@ -338,19 +341,13 @@ class Simulator:
         for slot, p in enumerate(self.populations):
             if p.count == 0:
                 continue
-            gain, w_static, w_on, w_off = self.mix[slot]
             coef = pooled[:, p.offset : p.offset + p.count]
-            lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
             if coef.shape[0] == 1 and bool((coef >= 0).all()):
-                course = torch.zeros(self.steps, **opts)
-                if lp is not None:
-                    course += w_static * rows[lp, :, 0]
-                if vel is not None:
-                    v = rows[vel, :, 0]
-                    course += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
-                courses[:, slot] = gain * course
+                courses[:, slot] = self._course(slot, rows[:, :, 0])
                 coefs[p.offset : p.offset + p.count] = coef[0]
             else:
+                gain, w_static, w_on, w_off = self.mix[slot]
+                lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
                 d = torch.zeros(self.steps, p.count, **opts)
                 if lp is not None:
                     d += w_static * (rows[lp] @ coef)
