@@ -134,14 +134,22 @@ def test_sweep_on_slurm_matches_basic_launcher(slurm, tmp_path, basic_sweep):
 def _kill_first_task_once_running(slurm, proc: subprocess.Popen, timeout: float = 120) -> str:
     """Waits until the sweep's first array task runs, then cancels it with SIGKILL to all its
     processes (a plain scancel sends SIGTERM first, which submitit's job ignores, so a short
-    task may still finish within KillWait). Returns the task's Slurm id."""
+    task may still finish within KillWait). squeue says RUNNING once the controller has
+    allocated the task, which can be before slurmd has started its batch step; a signal sent
+    then reaches no process and is lost, so it is sent again until the task has left RUNNING.
+    Returns the task's Slurm id."""
+    def state(task: str = "") -> list[str]:
+        return subprocess.run(["squeue", "-h", "-o", "%i %T", *(["-j", task] if task else [])],
+                              env=slurm.env, capture_output=True, text=True).stdout.splitlines()
+
     end = time.monotonic() + timeout
     while time.monotonic() < end and proc.poll() is None:
-        out = subprocess.run(["squeue", "-h", "-o", "%i %T"], env=slurm.env, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            task, state = line.split()
-            if task.endswith("_0") and state == "RUNNING":
-                subprocess.run(["scancel", "--full", "--signal=KILL", task], env=slurm.env, check=True)
+        for line in state():
+            task, status = line.split()
+            if task.endswith("_0") and status == "RUNNING":
+                while time.monotonic() < end and any(s.split()[1:] == ["RUNNING"] for s in state(task)):
+                    subprocess.run(["scancel", "--full", "--signal=KILL", task], env=slurm.env)
+                    time.sleep(0.25)
                 return task
         time.sleep(0.05)
     raise AssertionError("the sweep's first array task was never seen running")
