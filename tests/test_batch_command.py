@@ -339,7 +339,9 @@ def test_options_map_onto_the_sweep(tmp_path):
 def test_kill_then_resume_from_the_checkpoint_gives_the_uninterrupted_dataset(tmp_path):
     text = QUICK_START.replace('"pytorch"  # or "hdf5"', '"both"')
     (tmp_path / "config.yml").write_text(text)
-    args = ["config.yml", *SHORT, "hydra.sweeper.chunk_size=10"]
+    # 15 jobs of 5: the stimuli finish over ~2.5 s, so checkpoint.json (rewritten at most once a
+    # second) is seen partly done before the last job ends
+    args = ["config.yml", *SHORT, "hydra.sweeper.chunk_size=5"]
     p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "batch", *args], cwd=tmp_path, env=cli_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     out = tmp_path / "batch_results/my_dataset"

@@ -16,10 +16,12 @@ from dataset_equal import assert_same_dataset
 
 from conftest import TINY, cli_env, run_cli
 
-# one job of 160 stimuli in batches of 4, a segment after every batch
-GRID = [*TINY, "stimulus.amplitude=10,20,30,40", "repetition=range(40)", "hydra.sweeper.chunk_size=160",
-        "pipeline.batch_size=4", "dataset.format=hdf5"]
-CHUNK = "stim_0000-0159"
+# one job of 320 stimuli in batches of 2, a segment after every batch: 160 segments at ~7 ms each
+# on the reference machine, so the job still runs a second after the few segments a kill waits for
+N, BATCH = 320, 2
+GRID = [*TINY, "stimulus.amplitude=10,20,30,40", f"repetition=range({N // 4})", f"hydra.sweeper.chunk_size={N}",
+        f"pipeline.batch_size={BATCH}", "dataset.format=hdf5"]
+CHUNK = f"stim_0000-{N - 1:04d}"
 
 
 def killed_mid_job(tmp_path, monkeypatch, folder: str, segments: int = 4):
@@ -36,7 +38,7 @@ def killed_mid_job(tmp_path, monkeypatch, folder: str, segments: int = 4):
     p.wait()
     assert not (tmp_path / folder / CHUNK / "job.json").exists(), "the job ended before the kill"
     saved = {r["id"] for j in part.glob("seg_*/job.json") for r in json.loads(j.read_text())["stimuli"]}
-    assert len(saved) >= 4 * segments
+    assert len(saved) >= BATCH * segments
     return saved
 
 
@@ -54,7 +56,7 @@ def test_a_resumed_sweep_keeps_what_the_killed_job_saved(tmp_path, monkeypatch, 
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
     assert f"kept {len(saved)} stimuli saved by jobs that were cut short" in out
-    assert f"resume: {len(saved)} of 160 stimuli already finished" in out
+    assert f"resume: {len(saved)} of {N} stimuli already finished" in out
     job = json.loads((tmp_path / "sw" / CHUNK / "job.json").read_text())
     assert job["salvaged"] is True and {s["id"] for s in job["stimuli"]} == saved
     assert not (tmp_path / "sw" / CHUNK / "partial").exists()
@@ -65,12 +67,12 @@ def test_a_resumed_sweep_keeps_what_the_killed_job_saved(tmp_path, monkeypatch, 
 def test_a_requeued_job_starts_from_its_first_unsaved_stimulus(tmp_path, monkeypatch, clean):
     saved = killed_mid_job(tmp_path, monkeypatch, "sw")
     # what Slurm's requeue runs: the same job (its chunk) into the same folder, under the same plan
-    r = run_cli(["-m", *GRID[:1], "pipeline.batch_size=4", f"chunk={CHUNK}", "hydra/sweeper=basic",
+    r = run_cli(["-m", *GRID[:1], f"pipeline.batch_size={BATCH}", f"chunk={CHUNK}", "hydra/sweeper=basic",
                  "hydra.sweep.dir=sw", f"hydra.sweep.subdir={CHUNK}"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"{len(saved)} of 160 stimuli restored from this job's saved segments" in r.stdout + r.stderr
+    assert f"{len(saved)} of {N} stimuli restored from this job's saved segments" in r.stdout + r.stderr
     job = json.loads((tmp_path / "sw" / CHUNK / "job.json").read_text())
-    assert job["restored"] == len(saved) and len(job["stimuli"]) == 160
+    assert job["restored"] == len(saved) and len(job["stimuli"]) == N
     assert not (tmp_path / "sw" / CHUNK / "partial").exists()
     agg = run_cli(["sw", "--format", "hdf5"], tmp_path, module="sensoryforge.cli.aggregate")
     assert agg.returncode == 0, agg.stderr[-2000:]

@@ -57,24 +57,27 @@ def test_running_then_complete(tmp_path, monkeypatch):
 
 
 def test_killed_sweep_is_interrupted_and_counts_what_was_saved(tmp_path, monkeypatch):
+    """Killed a few segments into its first job (LONG: 150 segments of 2 stimuli a job, so the job
+    still runs a second after the kill is due)."""
     monkeypatch.setenv("SENSORYFORGE_SEGMENT_S", "0")
-    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *GRID, "hydra.sweep.dir=sw"], cwd=tmp_path,
+    p = subprocess.Popen([sys.executable, "-m", "sensoryforge.run", "-m", *LONG, "hydra.sweep.dir=sw"], cwd=tmp_path,
                          env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    part = tmp_path / "sw" / "stim_0000-0079" / "partial"
+    part = tmp_path / "sw" / "stim_0000-0299" / "partial"
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None and len(list(part.glob("seg_*/job.json"))) < 3:
         time.sleep(0.05)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
+    assert not (part.parent / "job.json").exists(), "the first job ended before the kill"
     saved = {r["id"] for j in part.glob("seg_*/job.json") for r in json.loads(j.read_text())["stimuli"]}
     r = status("sw", tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == f"sweep sw: {len(saved)} of 160 stimuli done"
-    assert lines[1] == f"  done {len(saved)}, interrupted {160 - len(saved)}, failed 0, missing 0"
+    assert lines[0] == f"sweep sw: {len(saved)} of 600 stimuli done"
+    assert lines[1] == f"  done {len(saved)}, interrupted {600 - len(saved)}, failed 0, missing 0"
     assert "run the same sweep command again" in lines[2]
-    assert f"  stim_0000-0079: interrupted, {len(saved)} of 80 done, 0 failed" in r.stdout
-    assert "  stim_0080-0159: not started, 0 of 80 done, 0 failed" in r.stdout
+    assert f"  stim_0000-0299: interrupted, {len(saved)} of 300 done, 0 failed" in r.stdout
+    assert "  stim_0300-0599: not started, 0 of 300 done, 0 failed" in r.stdout
 
 
 def test_failures_and_a_folder_that_is_no_sweep(tmp_path):
