@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,28 @@ def test_a_million_stimuli_are_planned_without_anything_per_stimulus(loader):
     plan = sweep.reader(chunks)
     assert plan.point(1001) == {"stimulus.amplitude": 1, "seed": 1}
     assert planning.swept_keys(sweep) == ["stimulus.amplitude", "seed"]
+
+
+def test_a_constant_job_override_after_the_axes_does_not_walk_the_points(loader):
+    """pipeline.dt=0.5 after the stimulus axes is one job config for every point: 10^12 points are
+    planned as one run (walking them, as planning once did for a job override after the axes,
+    would never end; the alarm turns that into a failure)."""
+    def never(*_):
+        raise AssertionError("planning walked the points")
+
+    old = signal.signal(signal.SIGALRM, never)
+    signal.alarm(120)
+    try:
+        sweep = planning.expand({}, None, ["stimulus.amplitude=range(0,1000000)", "seed=range(0,1000000)",
+                                           "pipeline.dt=0.5"], loader)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert sweep.n == 10**12 and sweep.runs == [(0, 10**12, 0)] and sweep.jobs == [("pipeline.dt=0.5",)]
+    # a job axis of several values after the stimulus axes changes the job config at every point
+    sweep = planning.expand({}, None, ["stimulus.amplitude=1,2", "neurons.sa.gain=0.2,0.3", "pipeline.dt=0.5"], loader)
+    assert sweep.runs == [(0, 1, 0), (1, 2, 1), (2, 3, 0), (3, 4, 1)]
+    assert sweep.jobs == [("neurons.sa.gain=0.2", "pipeline.dt=0.5"), ("neurons.sa.gain=0.3", "pipeline.dt=0.5")]
 
 
 MIXED = [{"stimulus": "gaussian", "stimulus.sigma": "0.5,1.0", "repetition": "range(2)", "neurons.sa.gain": "0.2,0.3"},

@@ -192,13 +192,17 @@ def expand(params: dict, blocks: list[dict], arguments: list[str], loader) -> Sw
     for b, block in enumerate(out):
         axes, strides = block["axes"], block["strides"]
         jpos = [k for k, a in enumerate(axes) if a["role"] in COMPOSED]
-        outer = jpos[-1] + 1 if jpos else 0  # the job config changes only with the axes up to here
+        # the job config changes only with the job axes of several values, so only the axes up to
+        # the last of them are walked (a constant override such as pipeline.dt=0.5 after the
+        # stimulus axes would otherwise make this a loop over every point)
+        varying = [k for k in jpos if len(axes[k]["values"]) > 1]
+        outer = varying[-1] + 1 if varying else 0
         run = strides[outer - 1] if outer else block["size"]
         seen: dict[tuple, int] = {}
         for r, idx in enumerate(itertools.product(*(range(len(a["values"])) for a in axes[:outer]))):
-            jidx = tuple(idx[k] for k in jpos)
+            jidx = tuple(idx[k] if k < outer else 0 for k in jpos)
             if jidx not in seen:
-                job = tuple(axes[k]["lines"][idx[k]] for k in jpos)
+                job = tuple(axes[k]["lines"][i] for k, i in zip(jpos, jidx))
                 if job not in jobs:
                     jobs[job] = len(jobs)
                     parts.append([])
