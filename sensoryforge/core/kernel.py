@@ -307,6 +307,7 @@ def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init,
     drive = np.zeros(n, np.float32)
     current = np.empty(n, np.float32)
     fired = np.empty(n, np.bool_)
+    fired8 = fired.view(np.uint8)  # the same bytes, for a reduction LLVM vectorises
     _normals(z, bits, 0, 0, n, aff, pop, k0, k1)
     for j in range(n):
         ou[j] = z[0, j]
@@ -345,12 +346,15 @@ def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init,
             _lif(v, w, held, fired, current, p, refr, n)
         else:
             _adex(v, w, held, fired, current, p, refr, dt, n)
-        hit = False
-        for j in range(width):
-            spikes[t, lo + j] = fired[j]
-            hit |= fired[j]
-        if hit:  # other blocks may write True here too: the same byte, the same value
-            active[t] = True
+        # spikes are rare: one vector OR over the block finds the steps with any (the padding
+        # repeats an afferent, so it adds none), and only those write their row (zeros in)
+        hit = np.uint8(0)
+        for j in range(n):
+            hit |= fired8[j]
+        if hit:
+            for j in range(width):
+                spikes[t, lo + j] = fired[j]
+            active[t] = True  # other blocks may write True here too: the same byte, the same value
         if record:
             for j in range(width):
                 drive_out[t, lo + j] = drive[j]
@@ -416,9 +420,9 @@ def run(blocks, dt, course, coef, dense, dense_of, common, params, init, afferen
     dense_of[b] >= 0; common, params, init: per-afferent rows (COMMON, the models' PARAMS laid
     over the same N columns, the two state variables); afferent/population [N]: the noise
     counter's afferent index within its population and the population's id; seeds [B, 2] uint32
-    key words; spikes [B, T, N] bool out; active [B, T] bool, False in, True out at the steps
-    where any afferent fired (encoding the spikes then reads only those rows); drive_out /
-    volt_out [B, T, N] when record.
+    key words; spikes [B, T, N] bool, False in (a block writes only its steps with a spike), out;
+    active [B, T] bool, False in, True out at the steps where any afferent fired (encoding the
+    spikes then reads only those rows); drive_out / volt_out [B, T, N] when record.
     """
     n_blocks = blocks.shape[0]
     B, T = spikes.shape[0], spikes.shape[1]

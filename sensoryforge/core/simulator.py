@@ -431,7 +431,7 @@ class Simulator:
                 dense_of[b] = int((dense_of >= 0).sum())
                 dense_arr[dense_of[b]] = d.numpy()
         keys = np.array([key_words(s) for s in seeds], dtype=np.uint32).reshape(B, 2)
-        spikes = np.empty((B, T, N), np.bool_)
+        spikes = np.zeros((B, T, N), np.bool_)  # the kernel writes only the steps with a spike
         active = np.zeros((B, T), np.bool_)
         shape = (B, T, N) if intermediates else (0, 0, 0)
         drive, volts = np.empty(shape, np.float32), np.empty(shape, np.float32)
