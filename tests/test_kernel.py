@@ -161,6 +161,24 @@ def test_spikes_do_not_depend_on_the_batch_the_threads_or_the_block():
         assert torch.equal(together[pop], narrow[pop])
 
 
+def test_the_active_steps_are_those_with_a_spike_and_only_those():
+    """The kernel writes a block's spike row only at the steps where one of its afferents fired and
+    marks those steps active (encoding reads only them): for a separable drive, a dense one and
+    noise alone (strong enough to fire), in blocks narrower than their padding (the tiny patch's 4-afferent populations),
+    active is exactly "any spike at this step" and the spikes are the torch loop's."""
+    noisy = [f"neurons.{p}.noise_std=2" for p in ("sa", "ra", "pc", "sa2")]  # noise alone fires them
+    cfg = load_config(TINY + noisy)
+    sim = Simulator(cfg.pipeline, cfg.neurons)
+    stims = [to_stimulus(load_config(TINY + over).stimulus) for over in
+             (["stimulus.amplitude=60"], ["stimulus=moving_gaussian", "stimulus.amplitude=60"], ["stimulus.amplitude=0"])]
+    seeds = [1, 2, 3]
+    spikes, active, _, _ = sim._kernel(sim.linear_drives(stims), seeds, False)
+    assert all(spikes[b].any() for b in range(3))
+    np.testing.assert_array_equal(active, spikes.any(axis=2))
+    ref = Simulator(cfg.pipeline, cfg.neurons, engine="torch").run(stims, seeds).spikes
+    np.testing.assert_array_equal(torch.cat([ref[p.name] for p in sim.populations], dim=2).numpy(), spikes)
+
+
 def test_the_noise_seed_changes_the_spikes_and_no_noise_is_exact():
     cfg = load_config(TINY)
     sim = Simulator(cfg.pipeline, cfg.neurons)

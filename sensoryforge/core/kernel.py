@@ -308,6 +308,8 @@ def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init,
     current = np.empty(n, np.float32)
     fired = np.empty(n, np.bool_)
     fired8 = fired.view(np.uint8)  # the same bytes, for a reduction LLVM vectorises
+    real = np.zeros(n, np.uint8)  # 1 for the block's afferents, 0 for its padding
+    real[:width] = 1
     _normals(z, bits, 0, 0, n, aff, pop, k0, k1)
     for j in range(n):
         ou[j] = z[0, j]
@@ -346,11 +348,11 @@ def _block(model, T, dt, course_p, coef, dense, lo, width, common, params, init,
             _lif(v, w, held, fired, current, p, refr, n)
         else:
             _adex(v, w, held, fired, current, p, refr, dt, n)
-        # spikes are rare: one vector OR over the block finds the steps with any (the padding
-        # repeats an afferent, so it adds none), and only those write their row (zeros in)
+        # spikes are rare: one vector OR over the block's afferents (not its padding) finds the
+        # steps with any, and only those write their row (zeros in)
         hit = np.uint8(0)
         for j in range(n):
-            hit |= fired8[j]
+            hit |= fired8[j] & real[j]
         if hit:
             for j in range(width):
                 spikes[t, lo + j] = fired[j]

@@ -416,6 +416,20 @@ class Simulator:
 
     def _run_fused(self, inputs, seeds, intermediates):
         from sensoryforge.core import kernel
+
+        spikes, active, drive, volts = self._kernel(inputs, seeds, intermediates)
+        # the spikes encoded by reading only the steps where some afferent fired
+        P, T = len(self.populations), self.steps
+        flat, offsets = kernel.encode(spikes, active, self.kernel_inputs["bounds"])
+        flats = {p.name: [flat[offsets[b * P + i] : offsets[b * P + i + 1]].astype(index_dtype(T * p.count))
+                          for b in range(len(inputs))] for i, p in enumerate(self.populations)}
+        as_t = torch.from_numpy
+        return as_t(spikes), flats, (as_t(drive) if intermediates else None), (as_t(volts) if intermediates else None)
+
+    def _kernel(self, inputs, seeds, intermediates):
+        """kernel.run on a batch: spikes [B, T, N], active [B, T] (the steps with a spike), and
+        drive and membrane potential [B, T, N] when intermediates (else empty)."""
+        from sensoryforge.core import kernel
         from sensoryforge.core.noise import key_words
 
         B, T, N, P = len(inputs), self.steps, self.n_total, len(self.populations)
@@ -439,12 +453,7 @@ class Simulator:
         kernel.run(k["blocks"], np.float32(self.dt), course, coef, dense_arr, dense_of, k["common"],
                    k["params"], k["init"], k["afferent"], k["population"], keys, spikes, active, drive, volts,
                    bool(intermediates))
-        # the spikes encoded by reading only the steps where some afferent fired
-        flat, offsets = kernel.encode(spikes, active, k["bounds"])
-        flats = {p.name: [flat[offsets[b * P + i] : offsets[b * P + i + 1]].astype(index_dtype(T * p.count))
-                          for b in range(B)] for i, p in enumerate(self.populations)}
-        as_t = torch.from_numpy
-        return as_t(spikes), flats, (as_t(drive) if intermediates else None), (as_t(volts) if intermediates else None)
+        return spikes, active, drive, volts
 
     def _run_torch(self, inputs, seeds, intermediates):
         from sensoryforge.core import kernel
