@@ -295,8 +295,11 @@ def test_the_readme_example_plans_on_the_demo_cluster(tmp_path):
 
 
 def test_the_dry_run_warns_when_a_task_would_outlive_its_time_limit(tmp_path):
-    heavy = ["experiment=quickstart", "hydra/launcher=slurm", "pipeline.duration=20000", "hydra.launcher.timeout_min=3"]
-    r = sweep(tmp_path, DEMO, *heavy, "hydra.sweeper.chunk_size=75", "dry_run=true")
+    # 750 stimuli of 20 s in one task: ~0.13 s each, ~1:40 in all, against the 60 s that 3 minutes
+    # less signal_delay_s (120 s) leave
+    heavy = ["experiment=quickstart", "repetition=range(30)", "hydra/launcher=slurm", "pipeline.duration=20000",
+             "hydra.launcher.timeout_min=3"]
+    r = sweep(tmp_path, DEMO, *heavy, "hydra.sweeper.chunk_size=750", "dry_run=true")
     assert r.returncode == 0, r.stderr[-2000:]
     warnings = [line.strip() for line in r.stdout.splitlines() if "warning" in line]
     assert len(warnings) == 1, r.stdout

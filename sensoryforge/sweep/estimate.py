@@ -14,23 +14,24 @@ from omegaconf import DictConfig
 from sensoryforge.config import to_stimulus
 from sensoryforge.core.params import ConfigError
 from sensoryforge.core.schema import POPULATIONS
-from sensoryforge.core.sizes import auto_batch, memory_needed, step_count
+from sensoryforge.core.sizes import memory_needed, step_count
 from sensoryforge.core.text import clock, written
 from sensoryforge.dataset.files import existing_ancestor, free_bytes
 from sensoryforge.sweep import cluster
 from sensoryforge.sweep.launchers import machine_memory, parallelism
 from sensoryforge.sweep.plan import Sweep, key_values, swept_keys
 
-# Measured on the reference 2-core machine (benchmarks/RESULTS.md, W1-W4): seconds per stimulus,
-# step and afferent (drive, noise, spiking loop, outcomes), per step of a batch (Python and
-# dispatch overhead of the spiking loop), per Hydra job, per stimulus to write the dataset, and the
-# fixed start-up (Python, torch, Hydra). Bytes on disk per spike (job files, results.pt and
-# results.h5 together) and per stimulus (records, attributes, index), at an assumed mean rate.
-SEC_PER_ELEMENT_STEP = 1.5e-8
-SEC_PER_BATCH_STEP = 1.2e-4
-SEC_PER_JOB = 0.5
-SEC_PER_STIMULUS_DATASET = 5e-3
-SEC_STARTUP = 3.5
+# Measured on the reference 2-core machine with the fused CPU kernel (benchmarks/RESULTS.md,
+# 2026-12-03 evening): seconds per stimulus, step and afferent (drive, noise, spiking loop and
+# encoding: 6.4-6.9 ms for a default 1-s stimulus of 4,000 steps x 357 afferents, 28-36 ms at
+# 5 s), per Hydra job (its bookkeeping and the simulator's build), per stimulus to write the
+# dataset (3.3-4.3 ms), and the fixed start-up (Python, torch, numba, Hydra, the plots). Bytes on
+# disk per spike (job files, results.pt and results.h5 together) and per stimulus (records,
+# attributes, index), at an assumed mean rate.
+SEC_PER_ELEMENT_STEP = 4.5e-9
+SEC_PER_JOB = 0.3
+SEC_PER_STIMULUS_DATASET = 4e-3
+SEC_STARTUP = 4.5
 BASE_MEMORY_MB = 450  # python + torch + hydra
 DISK_BYTES_PER_SPIKE, DISK_BYTES_PER_STIMULUS, ASSUMED_RATE_HZ = 25, 2048, 2.0
 
@@ -57,21 +58,20 @@ def disk_mb(cfg: DictConfig, n_stimuli: int) -> float:
     return disk / 2**20
 
 
-def stimulus_seconds(cfg: DictConfig, per_job: int) -> float:
-    """Seconds to simulate one stimulus of a job of `per_job` stimuli (batched as the job batches)."""
+def stimulus_seconds(cfg: DictConfig) -> float:
+    """Seconds to simulate one stimulus (the kernel's cost does not depend on the batch)."""
     steps, n = _size(cfg)
-    batch = min(cfg.pipeline.batch_size or auto_batch(steps, n), max(1, per_job))
-    return SEC_PER_ELEMENT_STEP * steps * n + SEC_PER_BATCH_STEP * steps / batch
+    return SEC_PER_ELEMENT_STEP * steps * n
 
 
 def task_seconds(cfg: DictConfig, n_stimuli: int) -> float:
     """Seconds one job (an array task) of `n_stimuli` takes, its start-up included."""
-    return SEC_STARTUP + SEC_PER_JOB + n_stimuli * stimulus_seconds(cfg, n_stimuli)
+    return SEC_STARTUP + SEC_PER_JOB + n_stimuli * stimulus_seconds(cfg)
 
 
 def estimate(cfg: DictConfig, n_stimuli: int, n_jobs: int, parallel: int) -> str:
     per_job = max(1, math.ceil(n_stimuli / max(n_jobs, 1)))
-    per_stim = stimulus_seconds(cfg, per_job)
+    per_stim = stimulus_seconds(cfg)
     at_once = max(1, min(parallel, n_jobs))
     seconds = (
         SEC_STARTUP
@@ -194,7 +194,7 @@ def cluster_dry_run(launcher: DictConfig, sweep: Sweep, chunks) -> list[str]:
     times = {name: task_seconds(configs[c.job], c.size) for name, c in chunks.items()}
     name = max(times, key=times.get)
     longest, c = times[name], chunks[name]
-    per_stim = stimulus_seconds(configs[c.job], c.size)
+    per_stim = stimulus_seconds(configs[c.job])
     timeout = launcher.get("timeout_min", None)
     delay = launcher.get("signal_delay_s", None) or 0  # submitit tells a task to stop so long before its limit
     budget = timeout * 60 - delay if timeout else 0

@@ -427,7 +427,7 @@ def split_finished(sweep: Sweep, sweep_dir: Path) -> list[int]:
 
 
 # An array task on a cluster pays its start (queue, interpreter, torch, Hydra: ~4.5 s on the
-# reference machine, ~60 ms per default stimulus) before its first stimulus: a sweep gets at most
+# reference machine, what ~450 default stimuli cost) before its first stimulus: a sweep gets at most
 # one wave of array tasks with at least this many stimuli each (hydra.sweeper.chunk_size sets the
 # size outright).
 CLUSTER_MIN_CHUNK = 32
