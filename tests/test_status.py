@@ -13,9 +13,8 @@ import time
 
 from conftest import TINY, cli_env, run_cli
 
-GRID = [*TINY, "stimulus.amplitude=10,20,30,40", "repetition=range(40)", "hydra.sweeper.chunk_size=80",
-        "pipeline.batch_size=4"]  # 160 stimuli, 2 jobs
-LONG = [*GRID[:2], "repetition=range(150)", "hydra.sweeper.chunk_size=300", "pipeline.batch_size=2"]  # 600, 2 jobs
+LONG = [*TINY, "stimulus.amplitude=10,20,30,40", "repetition=range(150)", "hydra.sweeper.chunk_size=300",
+        "pipeline.batch_size=2"]  # 600 stimuli, 2 jobs
 COUNTS = re.compile(r"  done (\d+), running (\d+) \((\d+) computed, not yet saved\), pending (\d+), failed 0, missing 0")
 
 

@@ -318,16 +318,18 @@ class Simulator:
                 courses[:, :, slot] = self._course(slot, rows).T
         return courses
 
-    def _course(self, slot: int, rows: torch.Tensor) -> torch.Tensor:
-        """A separable population's time course from filtered rows [M, T, ...] (one stimulus, or
-        a group's columns: the same operations in the same order, so the same numbers)."""
+    def _course(self, slot: int, rows: torch.Tensor, coef: torch.Tensor | None = None) -> torch.Tensor:
+        """A population's filter mix of filtered rows [M, T, ...]: its time course when separable
+        (one stimulus, or a group's columns: the same operations in the same order, so the same
+        numbers), or with `coef` [K, n] its dense drive [T, n] (each row projected first)."""
         gain, w_static, w_on, w_off = self.mix[slot]
         lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
-        course = torch.zeros(rows.shape[1:], device=self.device, dtype=self.dtype)
+        shape = rows.shape[1:] if coef is None else (self.steps, coef.shape[1])
+        course = torch.zeros(shape, device=self.device, dtype=self.dtype)
         if lp is not None:
-            course += w_static * rows[lp]
+            course += w_static * (rows[lp] if coef is None else rows[lp] @ coef)
         if vel is not None:
-            v = rows[vel]
+            v = rows[vel] if coef is None else rows[vel] @ coef
             course += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
         return gain * course
 
@@ -346,15 +348,7 @@ class Simulator:
                 courses[:, slot] = self._course(slot, rows[:, :, 0])
                 coefs[p.offset : p.offset + p.count] = coef[0]
             else:
-                gain, w_static, w_on, w_off = self.mix[slot]
-                lp, vel = self.filter_rows.get((slot, "lp")), self.filter_rows.get((slot, "vel"))
-                d = torch.zeros(self.steps, p.count, **opts)
-                if lp is not None:
-                    d += w_static * (rows[lp] @ coef)
-                if vel is not None:
-                    v = rows[vel] @ coef
-                    d += w_on * v.clamp_min(0) + w_off * (-v).clamp_min(0)
-                dense.append((p, d * gain))
+                dense.append((p, self._course(slot, rows, coef)))
         if not dense:
             return courses, coefs, None, factors
         out = self.outer(courses, coefs)
